@@ -1,0 +1,1 @@
+"""prunelab: reproducible pruning studies."""

