@@ -37,6 +37,21 @@ def write_with(path: str | os.PathLike[str], writer: Callable[[Path], Any]) -> P
     return Path(path)
 
 
+def write_torch(path: str | os.PathLike[str], obj: Any) -> Path:
+    """torch.save, atomically and byte-reproducibly.
+
+    Saving to a path names the zip archive's inner folder after the (random) temporary
+    file; saving through a file object uses a fixed name, so equal tensors give equal files.
+    """
+    import torch
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+
+    return write_with(path, save)
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
     return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 

@@ -43,7 +43,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> Path:
         "masks": {k: v.detach().cpu().bool() for k, v in ckpt.masks.items()},
         "meta": ckpt.meta,
     }
-    return atomic.write_with(path, lambda tmp: torch.save(blob, tmp))
+    return atomic.write_torch(path, blob)
 
 
 def load(path: str | Path) -> Checkpoint:

@@ -38,11 +38,23 @@ def experiment_name() -> str:
     return os.environ.get("PRUNELAB_MLFLOW_EXPERIMENT", DEFAULT_EXPERIMENT)
 
 
+_experiment_ids: dict[tuple[str, str], str] = {}
+
+
 def init_store() -> str:
     """Create the store and the experiment once, under a file lock; return the experiment id.
 
     Two queue workers starting at once would otherwise race the SQLite schema migration.
     """
+    key = (tracking_uri(), experiment_name())
+    if key in _experiment_ids:
+        mlflow.set_tracking_uri(key[0])
+        return _experiment_ids[key]
+    _experiment_ids[key] = _create_store()
+    return _experiment_ids[key]
+
+
+def _create_store() -> str:
     mlruns = paths.mlruns_dir()
     mlruns.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(tracking_uri())
@@ -89,8 +101,7 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 def start_run(run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, str],
               nested: bool = False) -> Iterator[str]:
     """A run that ends FINISHED, or FAILED if the block raises; yields its run id."""
-    experiment_id = init_store() if not nested else None
-    with mlflow.start_run(run_name=run_name, experiment_id=experiment_id, nested=nested,
+    with mlflow.start_run(run_name=run_name, experiment_id=init_store(), nested=nested,
                           tags=dict(tags)) as run:
         if params:
             mlflow.log_params({k: _param_value(v) for k, v in flatten(params).items()})

@@ -73,7 +73,7 @@ def save_prepared(spec: DataSpec, path: str | Path) -> Path:
         **{f"{part}_{kind}": getattr(getattr(spec, part), kind)
            for part in ("train", "val", "test") for kind in ("images", "labels")},
     }
-    return atomic.write_with(path, lambda tmp: torch.save(blob, tmp))
+    return atomic.write_torch(path, blob)
 
 
 def load_prepared(path: str | Path) -> DataSpec:

@@ -1,0 +1,45 @@
+"""Shared fixtures: a tiny synthetic dataset and tiny model so unit tests run in seconds."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+# No network from tests: MLflow telemetry and DVC analytics off before anything imports them.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+from prunelab.config import ModelConfig  # noqa: E402
+from prunelab.data.spec import DataSpec, Split  # noqa: E402
+from prunelab.models import build_for  # noqa: E402
+
+
+def make_split(n: int, seed: int, classes: int = 4, shape=(1, 8, 8)) -> Split:
+    """Learnable toy data: each class lights up its own block of pixels, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    images = torch.randint(0, 60, (n, *shape), generator=g, dtype=torch.int64)
+    block = shape[1] // classes
+    for c in range(classes):
+        images[labels == c, :, c * block:(c + 1) * block, :] += 180
+    return Split(images.clamp(0, 255).to(torch.uint8), labels)
+
+
+@pytest.fixture
+def tiny_data() -> DataSpec:
+    return DataSpec(name="toy", classes=tuple("abcd"), train=make_split(256, 0),
+                    val=make_split(64, 1), test=make_split(64, 2))
+
+
+@pytest.fixture
+def tiny_model_cfg() -> ModelConfig:
+    return ModelConfig(name="mlp", hidden=(32, 16), bias=False)
+
+
+@pytest.fixture
+def tiny_model(tiny_model_cfg, tiny_data) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_for(tiny_model_cfg, tiny_data)

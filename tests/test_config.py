@@ -1,0 +1,77 @@
+import pytest
+
+from prunelab import config
+from prunelab.config import (ConfigError, DataConfig, FinetuneConfig, ModelConfig, PruneConfig,
+                             SweepConfig, TrainConfig)
+
+SECTIONS = [DataConfig, ModelConfig, TrainConfig, PruneConfig, FinetuneConfig, SweepConfig]
+
+
+def test_repo_params_yaml_is_valid_and_matches_defaults():
+    params = config.load_params()
+    for cls in SECTIONS:
+        assert config.section(params, cls) == cls(), f"params.yaml {cls.SECTION} differs from the defaults"
+    assert config.seed(params) == 0
+
+
+def test_defaults_reproduce_r1():
+    assert ModelConfig().hidden == (1000, 1000, 500, 200) and ModelConfig().bias is False
+    assert TrainConfig().epochs == 10
+    assert SweepConfig().methods == ("weight", "unit")
+    assert len(SweepConfig().sparsities) == 13 and SweepConfig().finetune_epochs > 0
+
+
+@pytest.mark.parametrize("section, key, value, allowed", [
+    ("data", "name", "imagenet", "one of"),
+    ("model", "name", "transformer", "one of"),
+    ("prune", "method", "random", "one of"),
+    ("prune", "sparsity", 1.0, "0 <= k < 1"),
+    ("prune", "sparsity", -0.1, "0 <= k < 1"),
+    ("prune", "sparsity", "0.5", "0 <= k < 1"),
+    ("train", "epochs", 0, "integer >= 1"),
+    ("train", "epochs", 2.5, "integer >= 1"),
+    ("train", "batch_size", -8, "integer >= 1"),
+    ("finetune", "batch_size", 0, "integer >= 1"),
+    ("finetune", "patience", 0, "integer >= 1"),
+    ("train", "lr", 0, "number > 0"),
+    ("train", "device", "tpu", "one of"),
+    ("sweep", "sparsities", [0.5, 0.5], "without duplicates"),
+    ("sweep", "sparsities", [0.5, 1.2], "0 <= k < 1"),  # names the item: sweep.sparsities[1] = 1.2
+    ("sweep", "sparsities", [], "non-empty list"),
+    ("sweep", "methods", ["weight", "weight"], "without duplicates"),
+    ("sweep", "methods", ["weight", "nope"], "one of"),
+    ("sweep", "finetune_epochs", -1, "integer >= 0"),
+    ("data", "val_fraction", 0.0, "strictly between 0 and 1"),
+    ("prune", "include_classifier", "yes", "true or false"),
+])
+def test_invalid_values_name_key_value_and_what_is_allowed(section, key, value, allowed):
+    cls = next(c for c in SECTIONS if c.SECTION == section)
+    with pytest.raises(ConfigError) as err:
+        config.section({section: {key: value}}, cls)
+    message = str(err.value)
+    shown = [repr(value)] + ([repr(v) for v in value] if isinstance(value, list) else [])
+    assert f"{section}.{key}" in message and allowed in message
+    assert any(s in message for s in shown), message
+
+
+def test_unknown_key_is_an_error_listing_known_keys():
+    with pytest.raises(ConfigError, match=r"prune\.sparsty.*known key of prune: method, sparsity"):
+        config.section({"prune": {"sparsty": 0.5}}, PruneConfig)
+
+
+def test_int_is_accepted_where_a_float_is_expected():
+    assert config.section({"prune": {"sparsity": 0}}, PruneConfig).sparsity == 0.0
+
+
+def test_fractions_must_leave_a_training_split():
+    with pytest.raises(ConfigError, match="val_fraction"):
+        DataConfig(val_fraction=0.5, test_fraction=0.5)
+
+
+def test_bad_seed_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="seed"):
+        config.seed({"seed": -1})
+    bad = tmp_path / "params.yaml"
+    bad.write_text("prune: [unclosed\n")
+    with pytest.raises(ConfigError, match="valid YAML"):
+        config.load_params(bad)

@@ -1,0 +1,52 @@
+"""dvc.yaml agrees with paths.py and with the params each stage really reads."""
+
+from pathlib import Path
+
+import yaml
+
+from prunelab import paths
+from prunelab.config import load_params
+
+ROOT = Path(__file__).resolve().parents[1]
+DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
+
+
+def _entries(items):
+    for item in items or []:
+        yield from (item if isinstance(item, dict) else {item: None})
+
+
+def test_stage_names_and_outputs_match_paths_py():
+    stages = DVC["stages"]
+    assert list(stages) == ["fetch_data", "train_baseline", "prune", "finetune", "evaluate", "sweep", "plot"]
+    outs = {s: set(_entries(st.get("outs"))) | set(_entries(st.get("metrics"))) | set(_entries(st.get("plots")))
+            for s, st in stages.items()}
+    assert str(paths.PREPARED_DATA) in outs["fetch_data"] and str(paths.DATA_SUMMARY) in outs["fetch_data"]
+    assert {str(paths.BASELINE_MODEL), str(paths.BASELINE_METRICS), str(paths.BASELINE_HISTORY)} <= outs["train_baseline"]
+    assert {str(paths.PRUNED_MODEL), str(paths.PRUNE_METRICS)} <= outs["prune"]
+    assert {str(paths.FINETUNED_MODEL), str(paths.FINETUNE_HISTORY)} <= outs["finetune"]
+    assert str(paths.EVALUATE_METRICS) in outs["evaluate"]
+    assert str(paths.sweep_result("${item.method}")) in outs["sweep"]
+    assert {str(paths.SWEEP_CSV), str(paths.PLOTS_DIR), str(paths.SWEEP_SUMMARY)} <= outs["plot"]
+
+
+def test_every_declared_param_exists_and_prune_sparsity_is_read_only_where_it_matters():
+    params = load_params(ROOT / "params.yaml")
+    readers = {}
+    for name, stage in DVC["stages"].items():
+        for key in stage.get("params", []):
+            node = params
+            for part in key.split("."):
+                assert part in node, f"{name} declares unknown param {key}"
+                node = node[part]
+            readers.setdefault(key, []).append(name)
+    assert readers["prune.sparsity"] == ["prune"]
+    assert "train" in readers and readers["train"] == ["train_baseline"]
+    assert "sweep.methods" not in [k for k, v in readers.items() if "sweep" in v]
+
+
+def test_stage_scripts_exist_and_are_thin():
+    for name, stage in DVC["stages"].items():
+        script = ROOT / stage["cmd"].split()[1]
+        assert script.exists(), script
+        assert len(script.read_text().splitlines()) < 80, f"{script} is not thin"

@@ -1,0 +1,146 @@
+"""End to end: the real DVC pipeline in a temporary git repo, with tiny params.
+
+Checks what a user sees: `dvc repro` outputs and MLflow runs, a bad param that fails
+cleanly without touching earlier results, `dvc exp run -S prune.sparsity=...` skipping the
+baseline, and a shrunk sweep that plots only its own points.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# Top-level paths that are built, not source; the copy gets none of them.
+GENERATED = {".git", ".venv", "mlruns", "data", "models", "metrics", "results", "dvc.lock", ".pytest_cache"}
+TINY = {"model": {"hidden": [64, 32]}, "train": {"epochs": 2}, "finetune": {"epochs": 2},
+        "sweep": {"sparsities": [0.0, 0.5, 0.9], "finetune_epochs": 1}}
+
+
+def env() -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI", "DVC_EXP_NAME")}
+    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
+    e.update(DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", TQDM_MININTERVAL="10",
+             GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    return e
+
+
+def sh(proj: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    out = subprocess.run(cmd, cwd=proj, env=env(), capture_output=True, text=True, timeout=900)
+    if check and out.returncode != 0:
+        pytest.fail(f"{' '.join(cmd)} exited {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def read_json(proj: Path, rel: str):
+    return json.loads((proj / rel).read_text())
+
+
+def runs(proj: Path) -> list[dict]:
+    with sqlite3.connect(proj / "mlruns" / "mlflow.db") as db:
+        rows = db.execute("SELECT run_uuid, status, name FROM runs").fetchall()
+        tags = db.execute("SELECT run_uuid, key, value FROM tags").fetchall()
+    by_run = {r: {"id": r, "status": s, "name": n, "tags": {}} for r, s, n in rows}
+    for run, key, value in tags:
+        by_run[run]["tags"][key] = value
+    return list(by_run.values())
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory) -> Path:
+    proj = tmp_path_factory.mktemp("e2e") / "prunelab"
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        top = Path(folder) == ROOT
+        dvc_state = Path(folder) == ROOT / ".dvc"
+        return [n for n in names if n == "__pycache__" or (top and n in GENERATED)
+                or (dvc_state and n in ("tmp", "cache"))]
+
+    shutil.copytree(ROOT, proj, ignore=ignore)
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    for section, values in TINY.items():
+        params[section].update(values)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(proj, "git", "init", "-q")
+    sh(proj, "git", "add", "-A")
+    sh(proj, "git", "commit", "-qm", "tiny")
+    sh(proj, "dvc", "repro")
+    return proj
+
+
+def test_repro_writes_metrics_sweep_table_and_plots(proj):
+    evaluate = read_json(proj, "metrics/evaluate.json")
+    # counted, per layer round(k * n): within rounding of the target, never assumed
+    assert evaluate["sparsity_prunable"] == pytest.approx(0.9, abs=1e-4) and evaluate["target_sparsity"] == 0.9
+    assert 0.0 <= evaluate["test_accuracy"] <= 1.0
+    assert evaluate["nonzero_params"] < evaluate["params"]
+    assert read_json(proj, "metrics/baseline.json")["test_accuracy"] > 0.5
+    with open(proj / "results/sweep.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["method"], float(r["sparsity"])) for r in rows] == [
+        (m, k) for m in ("weight", "unit") for k in (0.0, 0.5, 0.9)]
+    assert all(r["finetuned_test_accuracy"] for r in rows)
+    assert (proj / "results/plots/sweep.png").stat().st_size > 10_000
+    shown = sh(proj, "dvc", "metrics", "show").stdout
+    assert "metrics/evaluate.json" in shown and "results/sweep_summary.json" in shown
+
+
+def test_every_stage_logged_a_finished_mlflow_run(proj):
+    found = runs(proj)
+    stages = sorted(r["tags"]["stage"] for r in found)
+    # 5 single stages + plot, 2 sweep stage runs, one nested run per sweep point
+    assert stages.count("sweep") == 2 + 2 * 3
+    assert {"fetch_data", "train_baseline", "prune", "finetune", "evaluate", "plot"} <= set(stages)
+    assert all(r["status"] == "FINISHED" for r in found)
+    prune = next(r for r in found if r["tags"]["stage"] == "prune")
+    assert prune["tags"]["method"] == "weight" and prune["tags"]["sparsity"] == "0.9"
+    assert prune["tags"]["dataset"] == "mnist-5k" and prune["tags"]["model"] == "mlp"
+    assert len(prune["tags"]["git_commit"]) == 40 and prune["tags"]["dvc_exp"] == "workspace"
+
+
+def test_bad_param_fails_cleanly_and_keeps_results(proj):
+    before = {p: (proj / p).read_bytes() for p in ("models/pruned.pt", "metrics/prune.json")}
+    n_runs = len(runs(proj))
+    original = (proj / "params.yaml").read_text()
+    (proj / "params.yaml").write_text(original.replace("sparsity: 0.9", "sparsity: 1.5", 1))
+    try:
+        out = sh(proj, "dvc", "repro", check=False)
+    finally:
+        (proj / "params.yaml").write_text(original)
+    assert out.returncode != 0
+    text = out.stdout + out.stderr
+    assert "prune.sparsity = 1.5" in text and "0 <= k < 1" in text
+    assert "Traceback" not in text
+    assert {p: (proj / p).read_bytes() for p in before} == before
+    assert len(runs(proj)) == n_runs  # rejected before any run was started
+    assert not [r for r in runs(proj) if r["status"] == "RUNNING"]
+
+
+def test_exp_run_reruns_only_what_depends_on_sparsity(proj):
+    out = sh(proj, "dvc", "exp", "run", "-S", "prune.sparsity=0.5").stdout
+    assert "Stage 'train_baseline' didn't change, skipping" in out
+    assert "Stage 'sweep@weight' didn't change, skipping" in out
+    assert "Running stage 'prune'" in out and "Running stage 'evaluate'" in out
+    assert read_json(proj, "metrics/evaluate.json")["sparsity_prunable"] == pytest.approx(0.5, abs=1e-4)
+    exp_runs = [r for r in runs(proj) if r["tags"]["dvc_exp"] != "workspace"]
+    assert sorted(r["tags"]["stage"] for r in exp_runs) == ["evaluate", "finetune", "prune"]
+    table = list(csv.DictReader(sh(proj, "dvc", "exp", "show", "--csv").stdout.splitlines()))
+    exp_rows = [r for r in table if r.get("prune.sparsity") == "0.5"]
+    assert exp_rows and exp_rows[0]["sparsity_prunable"], "the experiment and its metrics are in dvc exp show"
+
+
+def test_shrunk_sweep_plots_only_its_points(proj):
+    sh(proj, "dvc", "exp", "run", "-S", "sweep.sparsities=[0.0,0.9]")
+    with open(proj / "results/plots/curves.csv") as fh:
+        points = {float(r["sparsity"]) for r in csv.DictReader(fh)}
+    assert points == {0.0, 0.9}
+    with open(proj / "results/sweep.csv") as fh:
+        assert len(list(csv.DictReader(fh))) == 4

@@ -1,0 +1,52 @@
+import pytest
+
+from prunelab import atomic
+from prunelab.errors import PrunelabError
+from prunelab.report import curves, load_sweep, summary
+from prunelab.sweep import holds_until
+
+POINTS = [
+    {"sparsity": 0.0, "oneshot_test_accuracy": 0.95, "oneshot_test_loss": 0.2,
+     "finetuned_test_accuracy": 0.96, "finetuned_test_loss": 0.1},
+    {"sparsity": 0.5, "oneshot_test_accuracy": 0.945, "oneshot_test_loss": 0.3,
+     "finetuned_test_accuracy": 0.95, "finetuned_test_loss": 0.2},
+    {"sparsity": 0.9, "oneshot_test_accuracy": 0.5, "oneshot_test_loss": 2.0,
+     "finetuned_test_accuracy": 0.941, "finetuned_test_loss": 0.3},
+]
+
+
+def test_holds_until_is_the_last_point_of_the_unbroken_run():
+    assert holds_until(POINTS, "oneshot_test_accuracy", 0.95, 0.01) == 0.5
+    assert holds_until(POINTS, "finetuned_test_accuracy", 0.95, 0.01) == 0.9
+    assert holds_until(POINTS, "oneshot_test_accuracy", 0.99, 0.01) is None
+
+
+def test_summary_and_curves():
+    result = summary({"weight": POINTS}, 0.95, 0.01)
+    assert result["weight"]["oneshot_holds_until"] == 0.5
+    assert result["weight"]["finetuned_accuracy_at_max_sparsity"] == 0.941
+    rows = curves({"weight": POINTS})
+    assert len(rows) == 6 and {r["series"] for r in rows} == {"weight, one-shot", "weight, fine-tuned"}
+
+
+def test_stale_or_missing_sweep_results_are_refused(tmp_path):
+    path = tmp_path / "weight.json"
+    with pytest.raises(PrunelabError, match="missing"):
+        load_sweep(path, "weight", [0.0, 0.5])
+    atomic.write_json(path, {"method": "weight", "points": POINTS})
+    assert load_sweep(path, "weight", [0.9, 0.0, 0.5]) == POINTS
+    with pytest.raises(PrunelabError, match="stale"):
+        load_sweep(path, "weight", [0.0, 0.5])
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = atomic.write_text(tmp_path / "out.txt", "old")
+
+    def broken(tmp):
+        tmp.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        atomic.write_with(path, broken)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]

@@ -1,0 +1,71 @@
+"""MLflow logging into a temporary SQLite store, found through DVC_ROOT as in queued experiments."""
+
+import pytest
+
+from prunelab import paths, tracking
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
+    from mlflow.tracking import MlflowClient
+
+    yield tmp_path, lambda: MlflowClient(tracking.tracking_uri())
+
+
+def runs(client):
+    exp = client.get_experiment_by_name("prunelab")
+    return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def test_store_lives_in_the_main_repo_named_by_dvc_root(store):
+    root, _ = store
+    assert paths.mlruns_dir() == root / "mlruns"
+    assert tracking.tracking_uri() == f"sqlite:///{root}/mlruns/mlflow.db"
+
+
+def test_run_logs_params_tags_history_and_artifacts(store):
+    root, client = store
+    artifact = root / "metrics.json"
+    artifact.write_text("{}")
+    history = [{"epoch": 1, "val_loss": 0.9}, {"epoch": 2, "val_loss": 0.5}]
+    with tracking.start_run("finetune", params={"finetune": {"lr": 0.01, "epochs": 2}},
+                            tags=tracking.run_tags("finetune", method="weight", sparsity=0.9)):
+        tracking.log_history(history)
+        tracking.log_metrics({"test_accuracy": 0.97})
+        tracking.log_artifacts([artifact])
+    (run,) = runs(client())
+    assert run.info.status == "FINISHED"
+    assert run.data.params == {"finetune.lr": "0.01", "finetune.epochs": "2"}
+    tags = run.data.tags
+    assert tags["stage"] == "finetune" and tags["dvc_exp"] == "exp-test"
+    assert tags["method"] == "weight" and tags["sparsity"] == "0.9" and "git_commit" in tags
+    steps = [(m.step, m.value) for m in client().get_metric_history(run.info.run_id, "val_loss")]
+    assert steps == [(1, 0.9), (2, 0.5)]
+    assert run.data.metrics["test_accuracy"] == 0.97
+    assert [a.path for a in client().list_artifacts(run.info.run_id)] == ["metrics.json"]
+    assert (root / "mlruns" / "artifacts").is_dir()
+
+
+def test_a_failing_stage_marks_its_run_failed(store):
+    _, client = store
+    with pytest.raises(RuntimeError):
+        with tracking.start_run("train_baseline", params={}, tags=tracking.run_tags("train_baseline")):
+            raise RuntimeError("boom")
+    (run,) = runs(client())
+    assert run.info.status == "FAILED"
+
+
+def test_nested_point_runs_belong_to_their_stage_run(store):
+    _, client = store
+    with tracking.start_run("sweep weight", params={}, tags=tracking.run_tags("sweep")) as parent:
+        for k in (0.5, 0.9):
+            with tracking.start_run(f"sweep weight {k}", params={"sparsity": k},
+                                    tags=tracking.run_tags("sweep", sparsity=k), nested=True):
+                tracking.log_metrics({"oneshot_test_accuracy": 1 - k})
+    found = runs(client())
+    children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent]
+    assert len(found) == 3 and len(children) == 2
+    assert all(r.info.status == "FINISHED" for r in found)
