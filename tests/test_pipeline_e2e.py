@@ -133,8 +133,9 @@ def test_exp_run_reruns_only_what_depends_on_sparsity(proj):
     exp_runs = [r for r in runs(proj) if r["tags"]["dvc_exp"] != "workspace"]
     assert sorted(r["tags"]["stage"] for r in exp_runs) == ["evaluate", "finetune", "prune"]
     table = list(csv.DictReader(sh(proj, "dvc", "exp", "show", "--csv").stdout.splitlines()))
-    exp_rows = [r for r in table if r.get("prune.sparsity") == "0.5"]
-    assert exp_rows and exp_rows[0]["sparsity_prunable"], "the experiment and its metrics are in dvc exp show"
+    exp_rows = [r for r in table if r["Experiment"] and r["prune.sparsity"] == "0.5"]
+    assert len(exp_rows) == 1, "the experiment is listed in dvc exp show"
+    assert float(exp_rows[0]["metrics/evaluate.json:sparsity_prunable"]) == pytest.approx(0.5, abs=1e-4)
 
 
 def test_shrunk_sweep_plots_only_its_points(proj):
