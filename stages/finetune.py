@@ -28,8 +28,7 @@ def main() -> None:
         layers = prunable_layers(model, meta.get("include_classifier", False))
         apply_masks(layers, pruned.masks)
         result = fit(model, data, cfg, seed=seed, device=device, patience=cfg.patience, min_delta=cfg.min_delta,
-                     desc="fine-tune", on_epoch=lambda r: tracking.log_metrics(
-                         {k: v for k, v in r.items() if k != "epoch"}, step=r["epoch"]))
+                     desc="fine-tune", on_epoch=stage.after_epoch)
         make_permanent(model)
         model.cpu()
         meta = {**meta, "finetune_epochs_run": len(result.history), "finetune_best_epoch": result.best_epoch}

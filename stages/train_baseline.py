@@ -24,7 +24,7 @@ def main() -> None:
     run_params = {"model": model_cfg.as_dict(), "train": train_cfg.as_dict(), "seed": seed}
     with tracking.start_run("train_baseline", params=run_params, tags=tags):
         result = fit(model, data, train_cfg, seed=seed, device=device, desc="train baseline",
-                     on_epoch=lambda r: tracking.log_metrics({k: v for k, v in r.items() if k != "epoch"}, step=r["epoch"]))
+                     on_epoch=stage.after_epoch)
         test = evaluate(model, data.test, device)
         model.cpu()
         checkpoint.save(paths.BASELINE_MODEL, checkpoint.Checkpoint(

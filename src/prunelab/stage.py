@@ -18,6 +18,13 @@ def _terminate(signum, frame):  # noqa: ARG001
     raise SystemExit(128 + signum)
 
 
+def after_epoch(record: dict) -> None:
+    """The per-epoch callback of a training stage: log the epoch to the active MLflow run."""
+    from prunelab import tracking
+
+    tracking.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+
+
 def run(main: Callable[[], None]) -> None:
     signal.signal(signal.SIGTERM, _terminate)
     try:
