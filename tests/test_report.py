@@ -50,3 +50,12 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic.write_with(path, broken)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_csv_quotes_values_with_commas(tmp_path):
+    import csv
+
+    rows = [{"series": "weight, one-shot", "sparsity": 0.5, "loss": None}]
+    path = atomic.write_csv(tmp_path / "c.csv", rows, ["series", "sparsity", "loss"])
+    with open(path) as fh:
+        assert list(csv.DictReader(fh)) == [{"series": "weight, one-shot", "sparsity": "0.5", "loss": ""}]

@@ -7,6 +7,8 @@ directory, then ``os.replace``).
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import tempfile
@@ -61,12 +63,12 @@ def write_json(path: str | os.PathLike[str], data: Any) -> Path:
 
 
 def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]], columns: list[str]) -> Path:
-    """CSV with a header; missing values are written empty."""
-    def fmt(v: Any) -> str:
-        return "" if v is None else repr(v) if isinstance(v, float) else str(v)
-
-    lines = [",".join(columns)] + [",".join(fmt(r.get(c)) for c in columns) for r in rows]
-    return write_text(path, "\n".join(lines) + "\n")
+    """CSV with a header (quoted where needed); missing values are written empty."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({c: r.get(c) for c in columns} for r in rows)
+    return write_text(path, buffer.getvalue())
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
