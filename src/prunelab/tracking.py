@@ -22,7 +22,6 @@ from prunelab import paths
 # No network from this project: never send telemetry.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
-os.environ.setdefault("MLFLOW_TRACKING_INSECURE_TLS", "false")
 
 import mlflow  # noqa: E402
 from mlflow.entities import Metric  # noqa: E402
