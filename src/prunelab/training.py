@@ -1,9 +1,10 @@
 """Train, fine-tune and evaluate loops on in-memory tensor datasets.
 
-Batches are sliced from uint8 tensors already on the device and scaled to [0, 1] per
-batch; there is no per-sample Python work. ``fit`` records per-epoch train and
-validation loss and accuracy and, with ``patience``, stops early on validation loss and
-restores the best epoch's weights.
+Batches are sliced from tensors already on the device; there is no per-sample Python
+work. Images are scaled from uint8 to [0, 1] once per fit when the float copy is small
+(``PRESCALE_BYTES``), otherwise per batch, which gives the same values either way.
+``fit`` records per-epoch train and validation loss and accuracy and, with
+``patience``, stops early on validation loss and restores the best epoch's weights.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ from prunelab.data.spec import DataSpec, Split
 from prunelab.reproducibility import generator
 
 EVAL_BATCH = 1024  # evaluation needs no gradients: bigger batches are simply faster
+PRESCALE_BYTES = 512 * 2**20  # below this, hold the training images as float: no per-batch conversion
+
+
+def scaled(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images → float in [0, 1]; float images are already scaled."""
+    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
 
 
 def resolve_device(name: str) -> torch.device:
@@ -38,12 +45,18 @@ def to_device(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.T
     return split.images.to(device), split.labels.to(device)
 
 
+def training_tensors(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The split on ``device``, as float in [0, 1] if that copy is small, else as uint8."""
+    images, labels = to_device(split, device)
+    return (scaled(images) if images.numel() * 4 <= PRESCALE_BYTES else images), labels
+
+
 def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
             order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     n = labels.shape[0]
     for start in range(0, n, batch_size):
         idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
-        yield images[idx].float().div_(255.0), labels[idx]
+        yield scaled(images[idx]), labels[idx]
 
 
 @torch.inference_mode()
@@ -111,7 +124,7 @@ def fit(model: nn.Module, data: DataSpec, cfg, *, seed: int, device: torch.devic
     epochs = cfg.epochs if epochs is None else epochs
     model.to(device)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
-    images, labels = to_device(data.train, device)
+    images, labels = training_tensors(data.train, device)
     rng = generator(seed)
     n_batches = -(-labels.shape[0] // cfg.batch_size)
     result = FitResult()
