@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 # Top-level paths that are built, not source; the copy gets none of them.
 GENERATED = {".git", ".venv", "mlruns", "data", "models", "metrics", "results", "dvc.lock", ".pytest_cache"}
-TINY = {"model": {"hidden": [64, 32]}, "train": {"epochs": 2}, "finetune": {"epochs": 2},
+TINY = {"model": {"hidden": [64, 32]}, "train": {"epochs": 2}, "finetune": {"epochs": 2}, "prune": {"sparsity": 0.9},
         "sweep": {"sparsities": [0.0, 0.5, 0.9], "finetune_epochs": 1}}
 
 

@@ -158,7 +158,7 @@ class TrainConfig(Section):
 class PruneConfig(Section):
     SECTION: ClassVar[str] = "prune"
     method: str = "weight"  # R1's weight (magnitude) pruning
-    sparsity: float = 0.9  # where R1's two methods differ most
+    sparsity: float = 0.8  # R1: where weight pruning still holds; try -S prune.sparsity=0.9 next
     include_classifier: bool = False  # the final layer stays dense (design.md section 4)
 
     def __post_init__(self) -> None:
