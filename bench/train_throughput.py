@@ -22,7 +22,6 @@ import argparse
 import copy
 import dataclasses
 import json
-import os
 import platform
 import statistics
 import sys
@@ -40,6 +39,8 @@ from prunelab.data.spec import Split
 from prunelab.models import build_for
 from prunelab.reproducibility import seed_everything
 from prunelab.training import fit
+
+from machine_load import MachineLoad  # bench/ is on sys.path: it is the script's folder
 
 GOAL_RATIO = 0.95
 SEED = 0
@@ -84,7 +85,6 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help=f"exit 1 if ours/bare < {GOAL_RATIO}")
     args = parser.parse_args()
 
-    load_before = os.getloadavg()[0]
     # As every training stage does: seeded, deterministic kernels. Global, so both sides get it.
     seed_everything(SEED)
     cfg = TrainConfig()
@@ -104,10 +104,11 @@ def main() -> int:
 
     times: dict[str, list[float]] = {name: [] for name in sides}
     finals: dict[str, nn.Module] = {}
-    for r in range(args.rounds):
-        for name in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
-            seconds, finals[name] = timed(sides[name], template)
-            times[name].append(seconds)
+    with MachineLoad() as load:
+        for r in range(args.rounds):
+            for name in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
+                seconds, finals[name] = timed(sides[name], template)
+                times[name].append(seconds)
 
     rate = {name: n * args.epochs / statistics.median(ts) for name, ts in times.items()}
     ratio = rate["ours"] / rate["bare"]
@@ -125,9 +126,8 @@ def main() -> int:
     for name, ts in times.items():
         print(f"{name:<6} {statistics.median(ts):>13.3f} {min(ts):>8.3f} {max(ts):>8.3f} {rate[name]:>11.0f}")
     print(f"ratio ours/bare: {ratio:.3f}  (goal >= {GOAL_RATIO}: {'met' if met else 'NOT met'})")
-    print(f"per-round ratios: median {statistics.median(paired):.3f}, range {min(paired):.3f}-{max(paired):.3f}; "
-          f"1-min load average before the run {load_before:.2f} (well above 0.5: other processes "
-          f"share the cores, expect noise)")
+    print(f"per-round ratios: median {statistics.median(paired):.3f}, range {min(paired):.3f}-{max(paired):.3f}")
+    print(f"while timing, {load.describe()}")
     print(f"same arithmetic check: max |weight difference| after a run = {diff:.3g}")
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +138,7 @@ def main() -> int:
         "run_seconds": times,
         "samples_per_s_median": rate,
         "ratio": ratio, "goal_ratio": GOAL_RATIO, "goal_met": met, "paired_ratios": paired,
-        "load_average_before": load_before,
+        "other_cores": load.other_cores, "steal_cores": load.steal_cores,
         "max_weight_diff": diff,
     }, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {OUT}")
