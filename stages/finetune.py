@@ -10,7 +10,7 @@ def main() -> None:
     from prunelab.pruning import prunable_layers
     from prunelab.pruning.masks import apply_masks, make_permanent
     from prunelab.reproducibility import seed_everything
-    from prunelab.training import fit, resolve_device
+    from prunelab.training import HISTORY_COLUMNS, scaled, fit, resolve_device
 
     params = config.load_params()
     cfg, seed = config.section(params, config.FinetuneConfig), config.seed(params)
@@ -34,11 +34,10 @@ def main() -> None:
         meta = {**meta, "finetune_epochs_run": len(result.history), "finetune_best_epoch": result.best_epoch}
         checkpoint.save(paths.FINETUNED_MODEL, checkpoint.Checkpoint(
             model, pruned.model_cfg, pruned.input_shape, pruned.num_classes, pruned.masks, meta))
-        columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
-        atomic.write_csv(paths.FINETUNE_HISTORY, result.history, columns)
+        atomic.write_csv(paths.FINETUNE_HISTORY, result.history, HISTORY_COLUMNS)
         tracking.log_metrics({"best_epoch": result.best_epoch, "stopped_early": int(result.stopped_early)})
         tracking.log_artifacts([paths.FINETUNE_HISTORY])
-        tracking.log_model(model, "finetuned", data.test.images[:2].float().div(255).numpy())
+        tracking.log_model(model, "finetuned", scaled(data.test.images[:2]).numpy())
         print(f"finetune: {len(result.history)} epochs, best epoch {result.best_epoch}"
               f"{' (stopped early)' if result.stopped_early else ''}")
 

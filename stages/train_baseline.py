@@ -9,7 +9,7 @@ def main() -> None:
     from prunelab.data import load_prepared
     from prunelab.models import build_for
     from prunelab.reproducibility import seed_everything
-    from prunelab.training import evaluate, fit, resolve_device
+    from prunelab.training import HISTORY_COLUMNS, scaled, evaluate, fit, resolve_device
 
     params = config.load_params()
     model_cfg, train_cfg = config.section(params, config.ModelConfig), config.section(params, config.TrainConfig)
@@ -34,11 +34,10 @@ def main() -> None:
                    "train_accuracy": last["train_accuracy"], "val_accuracy": last["val_accuracy"],
                    "params": sum(p.numel() for p in model.parameters())}
         atomic.write_json(paths.BASELINE_METRICS, metrics)
-        columns = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
-        atomic.write_csv(paths.BASELINE_HISTORY, result.history, columns)
+        atomic.write_csv(paths.BASELINE_HISTORY, result.history, HISTORY_COLUMNS)
         tracking.log_metrics(metrics)
         tracking.log_artifacts([paths.BASELINE_METRICS, paths.BASELINE_HISTORY])
-        tracking.log_model(model, "baseline", data.test.images[:2].float().div(255).numpy())
+        tracking.log_model(model, "baseline", scaled(data.test.images[:2]).numpy())
         print(f"train_baseline: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
 
 

@@ -23,6 +23,9 @@ from prunelab.data.spec import DataSpec, Split
 from prunelab.reproducibility import generator
 
 EVAL_BATCH = 1024  # evaluation needs no gradients: bigger batches are simply faster
+# The per-epoch history as DVC files record it: epoch_time is left to MLflow because it
+# differs from run to run and would break byte-identical reruns.
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
 PRESCALE_BYTES = 512 * 2**20  # below this, hold the training images as float: no per-batch conversion
 
 
