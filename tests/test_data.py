@@ -1,11 +1,6 @@
-"""Datasets: the stratified split, the IDX reader, MNIST from files and from a local mirror."""
+"""Datasets: the split, the prepared file, the IDX reader, (Fashion-)MNIST from a folder and from a mirror, downloads."""
 
-import contextlib
-import functools
 import gzip
-import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +9,13 @@ import torch
 
 from prunelab.config import DataConfig
 from prunelab.data import DATASETS, load_prepared, save_prepared
-from prunelab.data import mnist
+from prunelab.data import idx_datasets
 from prunelab.data.download import fetch
+from prunelab.data.sources import RemoteFile, Source
 from prunelab.data.idx import read_idx, write_idx
 from prunelab.data.split import stratified_split
 from prunelab.errors import PrunelabError
+from mirror import local_mirror, md5
 
 
 # -- split --------------------------------------------------------------------------------
@@ -88,7 +85,8 @@ def test_idx_errors_name_the_file(tmp_path):
         read_idx(tmp_path / "bad.gz")
 
 
-def write_fake_mnist(folder: Path, n_train=100, n_test=20) -> dict[str, Path]:
+def write_fake_mnist(folder: Path, n_train=100, n_test=20, gz: bool = True) -> dict[str, Path]:
+    """The four IDX files in the published format and names (gzip-compressed or extracted)."""
     rng = np.random.default_rng(1)
     arrays = {
         "train_images": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
@@ -98,15 +96,25 @@ def write_fake_mnist(folder: Path, n_train=100, n_test=20) -> dict[str, Path]:
     }
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
-    for key, arr in arrays.items():
-        files[key] = folder / mnist.FILES[key][0]
-        write_idx(files[key], arr)
+    for key, stem in zip(idx_datasets.KEYS, idx_datasets.STEMS):
+        files[key] = folder / (stem + (".gz" if gz else ""))
+        write_idx(files[key], arrays[key])
     return files
+
+
+def source_for(files: dict[str, Path], mirrors=("http://127.0.0.1:1/",)) -> Source:
+    """The published layout with the checksums of our generated files."""
+    return Source({k: RemoteFile(p.name, md5(p)) for k, p in files.items()}, tuple(mirrors))
+
+
+def load_idx(cfg, source, **kw):
+    return idx_datasets.load(cfg, 0, name="mnist", source=source, classes=idx_datasets.DIGITS,
+                             subdirs=("", "raw", "MNIST/raw"), **kw)
 
 
 def test_mnist_from_idx_files_keeps_official_test_split(tmp_path):
     files = write_fake_mnist(tmp_path)
-    spec = mnist.from_files(files, DataConfig(val_fraction=0.1), seed=0)
+    spec = idx_datasets.from_files(files, DataConfig(val_fraction=0.1), 0, "mnist", idx_datasets.DIGITS)
     assert (len(spec.train), len(spec.val), len(spec.test)) == (90, 10, 20)
     assert spec.input_shape == (1, 28, 28)
     assert torch.equal(spec.test.images[:, 0], torch.from_numpy(read_idx(files["test_images"])))
@@ -117,38 +125,57 @@ def test_mnist_rejects_labels_out_of_range(tmp_path):
     files = write_fake_mnist(tmp_path)
     write_idx(files["test_labels"], np.full(20, 12, dtype=np.uint8))
     with pytest.raises(PrunelabError, match="label 12 is outside 0..9"):
-        mnist.from_files(files, DataConfig(), seed=0)
+        idx_datasets.from_files(files, DataConfig(), 0, "mnist", idx_datasets.DIGITS)
+
+
+@pytest.mark.parametrize("layout", ["", "raw", "MNIST/raw"])
+def test_mnist_from_data_root_touches_no_network(tmp_path, layout):
+    gz = write_fake_mnist(tmp_path / "root" / layout)
+    flat = write_fake_mnist(tmp_path / "flat", gz=False)
+    requests: list = []
+    with local_mirror(tmp_path / "root", requests=requests) as url:
+        from_gz = load_idx(DataConfig(name="mnist", root=str(tmp_path / "root")), source_for(gz, [url]))
+        from_flat = load_idx(DataConfig(name="mnist", root=str(tmp_path / "flat")), source_for(gz, [url]))
+    assert requests == []
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(from_gz, part).images, getattr(from_flat, part).images)
+    assert not (tmp_path / "data").exists()  # no download cache was created
+
+
+def test_local_file_with_wrong_checksum_is_refused(tmp_path):
+    files = write_fake_mnist(tmp_path / "root")
+    source = source_for(files)
+    files["train_labels"].write_bytes(gzip.compress(b"tampered"))
+    with pytest.raises(PrunelabError, match=r"train-labels-idx1-ubyte\.gz: checksum mismatch.*expected [0-9a-f]{32}"):
+        load_idx(DataConfig(name="mnist", root=str(tmp_path / "root")), source)
+
+
+def test_data_root_missing_files_or_folder_is_a_clear_error(tmp_path):
+    files = write_fake_mnist(tmp_path / "root")
+    source = source_for(files)
+    files["test_images"].unlink()
+    with pytest.raises(PrunelabError, match=r"t10k-images-idx3-ubyte\.gz or t10k-images-idx3-ubyte not found"):
+        load_idx(DataConfig(name="mnist", root=str(tmp_path / "root")), source)
+    with pytest.raises(PrunelabError, match=r"data.root '.*nowhere' does not exist"):
+        load_idx(DataConfig(name="mnist", root=str(tmp_path / "nowhere")), source)
+
+
+def test_fashion_mnist_is_registered_with_its_own_checksums_and_classes():
+    assert "fashion-mnist" in DATASETS.names()
+    assert idx_datasets.FASHION_MNIST.files["train_images"].md5 != idx_datasets.MNIST.files["train_images"].md5
+    assert len(idx_datasets.FASHION) == 10 and idx_datasets.FASHION[9] == "Ankle boot"
 
 
 # -- download from a local mirror ------------------------------------------------------------
 
-@contextlib.contextmanager
-def local_mirror(folder: Path):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a, **k: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
-
-
-def test_mnist_downloads_verifies_and_loads(tmp_path, monkeypatch):
+def test_mnist_downloads_verifies_and_loads(tmp_path):
     served = write_fake_mnist(tmp_path / "mirror")
-    monkeypatch.setattr(mnist, "FILES", {k: (p.name, md5(p)) for k, p in served.items()})
     cache = tmp_path / "cache"
     with local_mirror(tmp_path / "mirror") as url:
-        spec = mnist.load(DataConfig(), seed=0, mirrors=["http://127.0.0.1:1/", url], cache_dir=cache)
+        spec = load_idx(DataConfig(), source_for(served, ["http://127.0.0.1:1/", url]), cache=cache)
         assert len(spec.test) == 20
-        # a second load is served from the verified cache (the mirror list is unreachable)
-        mnist.load(DataConfig(), seed=0, mirrors=["http://127.0.0.1:1/"], cache_dir=cache)
+    # a second load is served from the verified cache (the mirror is gone)
+    load_idx(DataConfig(), source_for(served), cache=cache)
     assert sorted(p.name for p in cache.iterdir()) == sorted(p.name for p in served.values())
 
 
@@ -160,6 +187,48 @@ def test_checksum_mismatch_fails_and_leaves_nothing(tmp_path):
         with pytest.raises(PrunelabError, match=r"f\.bin.*checksum mismatch.*expected 0{32}"):
             fetch("f.bin", "0" * 32, [url], cache)
     assert list(cache.iterdir()) == []
+
+
+def test_truncated_file_on_the_mirror_is_refused(tmp_path):
+    published = gzip.compress(np.arange(5000, dtype=np.uint32).tobytes())
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "f.gz").write_bytes(published[: len(published) // 2])
+    with local_mirror(tmp_path / "mirror") as url:
+        with pytest.raises(PrunelabError, match=r"(?s)could not download f\.gz:.*checksum mismatch"):
+            fetch("f.gz", hashlib_md5(published), [url], tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def hashlib_md5(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.md5(data).hexdigest()
+
+
+def test_interrupted_download_resumes_with_a_range_request(tmp_path):
+    payload = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "f.bin").write_bytes(payload)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / ".f.bin.part").write_bytes(payload[:100_000])  # what an interrupted run left behind
+    requests: list = []
+    with local_mirror(tmp_path / "mirror", ranges=True, requests=requests) as url:
+        got = fetch("f.bin", hashlib_md5(payload), [url], cache)
+    assert got.read_bytes() == payload
+    assert requests == [("/f.bin", "bytes=100000-")]
+    assert sorted(p.name for p in cache.iterdir()) == ["f.bin"]
+
+
+def test_server_without_range_support_restarts_from_scratch(tmp_path):
+    payload = b"0123456789" * 1000
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "f.bin").write_bytes(payload)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / ".f.bin.part").write_bytes(b"garbage from another attempt")
+    with local_mirror(tmp_path / "mirror", ranges=False) as url:
+        assert fetch("f.bin", hashlib_md5(payload), [url], cache).read_bytes() == payload
 
 
 def test_corrupted_cached_file_is_fetched_again(tmp_path):
@@ -175,6 +244,6 @@ def test_corrupted_cached_file_is_fetched_again(tmp_path):
 
 
 def test_unreachable_mirrors_give_a_clear_error(tmp_path):
-    with pytest.raises(PrunelabError, match="could not download f.bin"):
+    with pytest.raises(PrunelabError, match="could not download f.bin(.|\n)*set data.root"):
         fetch("f.bin", "0" * 32, ["http://127.0.0.1:1/"], tmp_path)
     assert list(tmp_path.iterdir()) == []

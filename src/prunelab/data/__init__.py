@@ -8,8 +8,12 @@ from prunelab.data.spec import DataSpec, load_prepared, save_prepared
 from prunelab.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
+NEEDS_ROOT = frozenset({"imagefolder"})  # datasets with no public download: data.root is required
 
 from prunelab.data import mnist5k as _mnist5k  # noqa: E402,F401  (registers mnist-5k)
-from prunelab.data import mnist as _mnist  # noqa: E402,F401  (registers mnist)
+from prunelab.data import idx_datasets as _idx  # noqa: E402,F401  (registers mnist, fashion-mnist)
+from prunelab.data import cifar10 as _cifar10  # noqa: E402,F401  (registers cifar10)
+from prunelab.data import imagefolder as _imagefolder  # noqa: E402,F401  (registers imagefolder)
+from prunelab.data import realwaste as _realwaste  # noqa: E402,F401  (registers realwaste)
 
-__all__ = ["DATASETS", "DataSpec", "load_prepared", "save_prepared"]
+__all__ = ["DATASETS", "NEEDS_ROOT", "DataSpec", "load_prepared", "save_prepared"]

@@ -1,20 +1,32 @@
-"""Checksummed downloads into a cache directory, never leaving a half-written file.
+"""Checksummed, resumable downloads into a cache directory, never leaving a half-written file.
 
-The transfer itself is torchvision's downloader (progress bar, redirects); the file lands
-under a temporary name and is renamed only after its MD5 matches.
+A transfer writes ``.<name>.part`` beside the target. If an earlier attempt was cut off,
+the next one resumes it with an HTTP Range request; a server that ignores Range sends the
+whole file, which then replaces the part. The part is renamed to its final name only once
+its MD5 matches the published one, so an interrupted or corrupted download is never
+taken for a good file, and rerunning simply continues where it stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
+
+from tqdm.auto import tqdm
 
 from prunelab.errors import PrunelabError
 
+CHUNK = 1 << 20
+TIMEOUT_S = 60  # per socket operation, not per file: a slow mirror is fine, a dead one is not
+OFFLINE_HINT = "to work without the network, put the dataset's files in a folder and set data.root to it"
 
-def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
+
+def md5sum(path: str | Path, chunk: int = CHUNK) -> str:
     digest = hashlib.md5(usedforsecurity=False)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
@@ -22,33 +34,78 @@ def md5sum(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def fetch(filename: str, md5: str, mirrors: list[str], cache_dir: str | Path) -> Path:
-    """Return ``cache_dir/filename``, downloading it from the first mirror that works."""
+def verify(path: str | Path, md5: str | None) -> Path:
+    """Return ``path`` if its MD5 is ``md5`` (or no checksum is published); else raise, naming both."""
+    if md5 is not None:
+        got = md5sum(path)
+        if got != md5:
+            raise PrunelabError(
+                f"{path}: checksum mismatch: md5 is {got}, expected {md5} "
+                "(the file is corrupt, truncated or not the published one)")
+    return Path(path)
+
+
+def _transfer(url: str, part: Path) -> None:
+    """Download ``url`` into ``part``, continuing an earlier partial transfer when the server allows."""
+    done = part.stat().st_size if part.exists() else 0
+    headers = {"User-Agent": "prunelab"} | ({"Range": f"bytes={done}-"} if done else {})
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and done:  # nothing left to send: the part is already whole
+            return
+        raise
+    with response:
+        resumed = done > 0 and response.status == 206
+        if not resumed:
+            done = 0
+        length = response.headers.get("Content-Length")
+        total = done + int(length) if length is not None else None
+        with open(part, "ab" if resumed else "wb") as fh, tqdm(
+                total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=part.name.removeprefix(".").removesuffix(".part"), leave=False, dynamic_ncols=True) as bar:
+            while block := response.read(CHUNK):
+                fh.write(block)
+                bar.update(len(block))
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise PrunelabError(f"connection closed after {size} of {total} bytes")
+
+
+def fetch(filename: str, md5: str | None, mirrors: list[str] | tuple[str, ...], cache_dir: str | Path) -> Path:
+    """Return ``cache_dir/filename``, downloading it from the first mirror that works.
+
+    A cached file is reused only if its checksum still matches. ``md5`` is None for files
+    whose publisher gives no checksum; their readers check structure instead (e.g. a zip's
+    CRCs).
+    """
     cache_dir = Path(cache_dir)
     target = cache_dir / filename
     if target.exists():
-        if md5sum(target) == md5:
+        if md5 is None or md5sum(target) == md5:
             return target
         target.unlink()  # a stale or corrupted copy: fetch it again
-    from torchvision.datasets.utils import download_url  # torchvision is slow to import
-
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = cache_dir / f".{filename}.part"
+    part = cache_dir / f".{filename}.part"
     errors = []
     for mirror in mirrors:
         url = mirror.rstrip("/") + "/" + filename
         try:
-            download_url(url, str(cache_dir), filename=partial.name, md5=None)
-        except Exception as exc:  # noqa: BLE001  any transfer failure: try the next mirror
-            errors.append(f"{url}: {exc}")
+            _transfer(url, part)
+        except (OSError, http.client.HTTPException, PrunelabError) as exc:  # any transfer failure: next mirror
+            reason = getattr(exc, "reason", None) or exc
+            errors.append(f"{url}: {reason}")
             continue
-        got = md5sum(partial)
-        if got == md5:
-            os.replace(partial, target)
-            return target
-        errors.append(f"{url}: checksum mismatch (md5 {got}, expected {md5})")
+        if md5 is not None and (got := md5sum(part)) != md5:
+            errors.append(f"{url}: checksum mismatch (md5 {got}, expected {md5})")
+            part.unlink()  # a complete but wrong file: never resume from it
+            continue
+        os.replace(part, target)
+        return target
+    kept = part.exists() and part.stat().st_size > 0
+    if not kept:
         with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        partial.unlink()
-    raise PrunelabError(f"could not download {filename}:\n  " + "\n  ".join(errors))
+            part.unlink()
+    resume = f"\n  the partial download {part} is kept: rerun to resume it" if kept else ""
+    raise PrunelabError(f"could not download {filename}:\n  " + "\n  ".join(errors) + resume
+                        + f"\n  ({OFFLINE_HINT})")
