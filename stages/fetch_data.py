@@ -13,7 +13,9 @@ def main() -> None:
     from prunelab import tracking
 
     tags = tracking.run_tags("fetch_data", dataset=cfg.name)
-    with tracking.start_run("fetch_data", params={"data": cfg.as_dict(), "seed": seed}, tags=tags):
+    data_params = {k: v for k, v in cfg.as_dict().items() if k != "augment"}  # augment is read by training
+    print(f"fetch_data: {cfg.name} from {cfg.root if cfg.root is not None else 'its public download'}")
+    with tracking.start_run("fetch_data", params={"data": data_params, "seed": seed}, tags=tags):
         spec = DATASETS.get(cfg.name)(cfg, seed)
         save_prepared(spec, paths.PREPARED_DATA)
         summary = spec.summary()

@@ -14,6 +14,7 @@ def main() -> None:
 
     params = config.load_params()
     cfg, seed = config.section(params, config.FinetuneConfig), config.seed(params)
+    augment = config.section(params, config.DataConfig).augment
     device = resolve_device(config.section(params, config.TrainConfig).device)
     seed_everything(seed)
     pruned = checkpoint.load(paths.PRUNED_MODEL)
@@ -23,12 +24,12 @@ def main() -> None:
     meta = pruned.meta
     tags = tracking.run_tags("finetune", dataset=data.name, model=pruned.model_cfg.name,
                              method=meta.get("method"), sparsity=meta.get("sparsity"))
-    with tracking.start_run("finetune", params={"finetune": cfg.as_dict(), "seed": seed}, tags=tags):
+    with tracking.start_run("finetune", params={"finetune": cfg.as_dict(), "data.augment": augment, "seed": seed}, tags=tags):
         model = pruned.model
         layers = prunable_layers(model, meta.get("include_classifier", False))
         apply_masks(layers, pruned.masks)
         result = fit(model, data, cfg, seed=seed, device=device, patience=cfg.patience, min_delta=cfg.min_delta,
-                     desc="fine-tune", on_epoch=stage.after_epoch)
+                     desc="fine-tune", on_epoch=stage.after_epoch, augment=augment)
         make_permanent(model)
         model.cpu()
         meta = {**meta, "finetune_epochs_run": len(result.history), "finetune_best_epoch": result.best_epoch}

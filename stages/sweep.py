@@ -24,7 +24,7 @@ def main() -> None:
 
     params = config.load_params()
     sweep_cfg, tune_cfg = config.section(params, config.SweepConfig), config.section(params, config.FinetuneConfig)
-    prune_cfg = config.section(params, config.PruneConfig)
+    prune_cfg, augment = config.section(params, config.PruneConfig), config.section(params, config.DataConfig).augment
     seed, device = config.seed(params), resolve_device(config.section(params, config.TrainConfig).device)
     config.check_choice("--method", args.method, METHODS.names())
     seed_everything(seed)
@@ -44,11 +44,12 @@ def main() -> None:
                 tracking.log_history(result.history)
 
     run_params = {"sweep": {**sweep_cfg.as_dict(), "methods": args.method}, "finetune": tune_cfg.as_dict(),
-                  "prune.include_classifier": prune_cfg.include_classifier, "seed": seed}
+                  "prune.include_classifier": prune_cfg.include_classifier, "data.augment": augment, "seed": seed}
     with tracking.start_run(f"sweep {args.method}", params=run_params, tags=tags()):
         points = run_sweep(base.model, data, args.method, sweep_cfg.sparsities, on_point=log_point,
                            include_classifier=prune_cfg.include_classifier, finetune_cfg=tune_cfg,
-                           finetune_epochs=sweep_cfg.finetune_epochs, seed=seed, device=device)
+                           finetune_epochs=sweep_cfg.finetune_epochs, seed=seed, device=device,
+                           augment=augment)
         out = paths.sweep_result(args.method)
         atomic.write_json(out, {"method": args.method, "dataset": data.name, "points": points})
         tracking.log_artifacts([out])

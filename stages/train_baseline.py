@@ -13,7 +13,7 @@ def main() -> None:
 
     params = config.load_params()
     model_cfg, train_cfg = config.section(params, config.ModelConfig), config.section(params, config.TrainConfig)
-    seed = config.seed(params)
+    seed, augment = config.seed(params), config.section(params, config.DataConfig).augment
     device = resolve_device(train_cfg.device)
     seed_everything(seed)
     data = load_prepared(paths.PREPARED_DATA)
@@ -21,10 +21,10 @@ def main() -> None:
 
     model = build_for(model_cfg, data)
     tags = tracking.run_tags("train_baseline", dataset=data.name, model=model_cfg.name, method="none", sparsity=0.0)
-    run_params = {"model": model_cfg.as_dict(), "train": train_cfg.as_dict(), "seed": seed}
+    run_params = {"model": model_cfg.as_dict(), "train": train_cfg.as_dict(), "data.augment": augment, "seed": seed}
     with tracking.start_run("train_baseline", params=run_params, tags=tags):
         result = fit(model, data, train_cfg, seed=seed, device=device, desc="train baseline",
-                     on_epoch=stage.after_epoch)
+                     on_epoch=stage.after_epoch, augment=augment)
         test = evaluate(model, data.test, device)
         model.cpu()
         checkpoint.save(paths.BASELINE_MODEL, checkpoint.Checkpoint(

@@ -43,6 +43,11 @@ def test_defaults_reproduce_r1():
     ("sweep", "finetune_epochs", -1, "integer >= 0"),
     ("data", "val_fraction", 0.0, "strictly between 0 and 1"),
     ("prune", "include_classifier", "yes", "true or false"),
+    ("data", "root", "", "a folder path, or null"),
+    ("data", "root", 5, "a folder path, or null"),
+    ("data", "image_size", 4, "integer >= 8"),
+    ("data", "image_size", 4096, "from 8 to 1024"),
+    ("data", "augment", "yes", "true or false"),
 ])
 def test_invalid_values_name_key_value_and_what_is_allowed(section, key, value, allowed):
     cls = next(c for c in SECTIONS if c.SECTION == section)
@@ -66,6 +71,13 @@ def test_int_is_accepted_where_a_float_is_expected():
 def test_fractions_must_leave_a_training_split():
     with pytest.raises(ConfigError, match="val_fraction"):
         DataConfig(val_fraction=0.5, test_fraction=0.5)
+
+
+def test_imagefolder_needs_a_root_and_other_datasets_do_not():
+    with pytest.raises(ConfigError, match=r"data\.root.*None.*class sub-folders.*imagefolder"):
+        config.section({"data": {"name": "imagefolder"}}, DataConfig)
+    assert config.section({"data": {"name": "cifar10"}}, DataConfig).root is None
+    assert config.section({"data": {"name": "imagefolder", "root": "photos"}}, DataConfig).root == "photos"
 
 
 def test_bad_seed_and_bad_yaml(tmp_path):

@@ -22,6 +22,8 @@ def test_stage_names_and_outputs_match_paths_py():
     outs = {s: set(_entries(st.get("outs"))) | set(_entries(st.get("metrics"))) | set(_entries(st.get("plots")))
             for s, st in stages.items()}
     assert str(paths.PREPARED_DATA) in outs["fetch_data"] and str(paths.DATA_SUMMARY) in outs["fetch_data"]
+    assert str(paths.LOCAL_SOURCES) in stages["fetch_data"]["deps"]
+    assert (ROOT / paths.LOCAL_SOURCES).is_dir()  # tracked in git (README.md), so the dependency always exists
     assert {str(paths.BASELINE_MODEL), str(paths.BASELINE_METRICS), str(paths.BASELINE_HISTORY)} <= outs["train_baseline"]
     assert {str(paths.PRUNED_MODEL), str(paths.PRUNE_METRICS)} <= outs["prune"]
     assert {str(paths.FINETUNED_MODEL), str(paths.FINETUNE_HISTORY)} <= outs["finetune"]
@@ -43,6 +45,9 @@ def test_every_declared_param_exists_and_prune_sparsity_is_read_only_where_it_ma
     assert readers["prune.sparsity"] == ["prune"]
     assert "train" in readers and readers["train"] == ["train_baseline"]
     assert "sweep.methods" not in [k for k, v in readers.items() if "sweep" in v]
+    # augmentation changes training, never the prepared dataset
+    assert sorted(readers["data.augment"]) == ["finetune", "sweep", "train_baseline"]
+    assert {"data.name", "data.root", "data.image_size"} <= {k for k, v in readers.items() if "fetch_data" in v}
 
 
 def test_stage_scripts_exist_and_are_thin():

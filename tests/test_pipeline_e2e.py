@@ -2,7 +2,8 @@
 
 Checks what a user sees: `dvc repro` outputs and MLflow runs, a bad param that fails
 cleanly without touching earlier results, `dvc exp run -S prune.sparsity=...` skipping the
-baseline, and a shrunk sweep that plots only its own points.
+baseline, a shrunk sweep that plots only its own points, a missing data.root, `dvc push`
+and `dvc pull` of the prepared dataset, and the README's own-image-folder example.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 # Top-level paths that are built, not source; the copy gets none of them.
-GENERATED = {".git", ".venv", "mlruns", "data", "models", "metrics", "results", "dvc.lock", ".pytest_cache"}
+GENERATED = {".git", ".venv", "mlruns", "models", "metrics", "results", "dvc.lock", ".pytest_cache"}
 TINY = {"model": {"hidden": [64, 32]}, "train": {"epochs": 2}, "finetune": {"epochs": 2}, "prune": {"sparsity": 0.9},
         "sweep": {"sparsities": [0.0, 0.5, 0.9], "finetune_epochs": 1}}
 
@@ -61,8 +62,9 @@ def proj(tmp_path_factory) -> Path:
     def ignore(folder: str, names: list[str]) -> list[str]:
         top = Path(folder) == ROOT
         dvc_state = Path(folder) == ROOT / ".dvc"
+        data = Path(folder) == ROOT / "data"  # only data/local (its README) is in git
         return [n for n in names if n == "__pycache__" or (top and n in GENERATED)
-                or (dvc_state and n in ("tmp", "cache"))]
+                or (dvc_state and n in ("tmp", "cache")) or (data and n != "local")]
 
     shutil.copytree(ROOT, proj, ignore=ignore)
     params = yaml.safe_load((proj / "params.yaml").read_text())
@@ -145,3 +147,70 @@ def test_shrunk_sweep_plots_only_its_points(proj):
     assert points == {0.0, 0.9}
     with open(proj / "results/sweep.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 4
+
+
+def test_missing_data_root_fails_cleanly_and_keeps_the_prepared_dataset(proj):
+    prepared = proj / "data/prepared/dataset.pt"
+    before = prepared.read_bytes()
+    original = (proj / "params.yaml").read_text()
+    params = yaml.safe_load(original)
+    params["data"].update(name="cifar10", root="data/local/nowhere")
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        out = sh(proj, "dvc", "repro", "fetch_data", check=False)
+    finally:
+        (proj / "params.yaml").write_text(original)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "Traceback" not in text
+    assert "data.root 'data/local/nowhere' does not exist" in text
+    assert prepared.read_bytes() == before
+    assert not (proj / "data/downloads").exists()  # with data.root set, nothing was downloaded
+
+
+def test_dvc_push_then_pull_restores_the_prepared_dataset_without_a_download(proj, tmp_path):
+    prepared = proj / "data/prepared/dataset.pt"
+    before = prepared.read_bytes()
+    sh(proj, "dvc", "remote", "add", "--local", "-d", "shared", str(tmp_path / "remote"))
+    sh(proj, "dvc", "push")
+    prepared.unlink()
+    shutil.rmtree(proj / ".dvc" / "cache")
+    sh(proj, "dvc", "pull")
+    assert prepared.read_bytes() == before
+    n_runs = len(runs(proj))
+    out = sh(proj, "dvc", "repro", "fetch_data").stdout
+    assert "Stage 'fetch_data' didn't change, skipping" in out
+    assert len(runs(proj)) == n_runs
+
+
+def write_photos(folder: Path, per_class: int = 12) -> None:
+    """Three classes of small photos (JPEG and PNG), each class its own colour, plus noise."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c, (name, colour) in enumerate({"cat": (200, 40, 40), "dog": (40, 200, 40), "owl": (40, 40, 200)}.items()):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = np.clip(rng.normal(colour, 30, (24, 30, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(folder / name / f"{i}.{'jpg' if i % 2 else 'png'}")
+
+
+def test_own_image_folder_worked_example(proj):
+    """README's example: dvc add a folder under data/local, point data.root at it, run."""
+    photos = proj / "data/local/photos"
+    write_photos(photos)
+    sh(proj, "dvc", "add", "data/local/photos")
+    sh(proj, "git", "add", "data/local/photos.dvc", "data/local/.gitignore")
+    sh(proj, "git", "commit", "-qm", "my photos")
+    out = sh(proj, "dvc", "exp", "run", "-S", "data.name=imagefolder", "-S", "data.root=data/local/photos",
+             "-S", "data.image_size=16", "-S", "data.augment=true", "-S", "model.name=cifar_cnn",
+             "-S", "sweep.sparsities=[0.0,0.5]").stdout
+    assert "Running stage 'fetch_data'" in out and "Running stage 'train_baseline'" in out
+    summary = read_json(proj, "metrics/data.json")
+    assert summary["dataset"] == "imagefolder" and summary["classes"] == 3 and summary["input_shape"] == [3, 16, 16]
+    assert summary["train"] + summary["val"] + summary["test"] == 36
+    assert read_json(proj, "metrics/evaluate.json")["test_accuracy"] >= 0.0
+    # the folder is a dependency of fetch_data: a new photo makes it stale
+    (photos / "cat" / "new.png").write_bytes((photos / "cat" / "0.png").read_bytes())
+    status = sh(proj, "dvc", "status").stdout
+    assert "fetch_data" in status and "data/local" in status

@@ -28,7 +28,7 @@ def test_same_seed_same_result(tiny_model_cfg, tiny_data):
         model = build_for(tiny_model_cfg, tiny_data)
         hist = training.fit(model, tiny_data, TrainConfig(epochs=2, batch_size=32), seed=3, device=CPU,
                             leave=False).history
-        return [{k: v for k, v in r.items() if k != "epoch_time"} for r in hist], model.state_dict()
+        return [{k: v for k, v in r.items() if k not in training.TIMING_COLUMNS} for r in hist], model.state_dict()
 
     (h1, s1), (h2, s2) = run(), run()
     assert h1 == h2

