@@ -27,7 +27,8 @@ def main() -> None:
     with tracking.start_run("finetune", params={"finetune": cfg.as_dict(), "data.augment": augment, "seed": seed}, tags=tags):
         model = pruned.model
         layers = prunable_layers(model, meta.get("include_classifier", False))
-        apply_masks(layers, pruned.masks)
+        if pruned.masks:  # structurally pruned models have no masks: the removed filters are gone
+            apply_masks(layers, pruned.masks)
         result = fit(model, data, cfg, seed=seed, device=device, patience=cfg.patience, min_delta=cfg.min_delta,
                      desc="fine-tune", on_epoch=stage.after_epoch, augment=augment)
         make_permanent(model)

@@ -28,8 +28,10 @@ def main() -> None:
         title = (f"Pruning sweep: {', '.join(cfg.methods)} "
                  f"(dense test accuracy {baseline['test_accuracy']:.2%})")
         sweep_figure(points, baseline, title, paths.SWEEP_PNG)
+        sweep_figure(points, baseline, title, paths.SWEEP_PARAMS_PNG, x="params")
         tracking.log_metrics({f"{m}.{k}": v for m in cfg.methods for k, v in result[m].items()})
-        tracking.log_artifacts([paths.SWEEP_CSV, paths.CURVES_CSV, paths.SWEEP_SUMMARY, paths.SWEEP_PNG])
+        tracking.log_artifacts([paths.SWEEP_CSV, paths.CURVES_CSV, paths.SWEEP_SUMMARY, paths.SWEEP_PNG,
+                                paths.SWEEP_PARAMS_PNG])
         print(f"plot: wrote {paths.SWEEP_PNG}, {paths.SWEEP_CSV}; summary {result}")
 
 

@@ -49,7 +49,7 @@ def main() -> None:
         points = run_sweep(base.model, data, args.method, sweep_cfg.sparsities, on_point=log_point,
                            include_classifier=prune_cfg.include_classifier, finetune_cfg=tune_cfg,
                            finetune_epochs=sweep_cfg.finetune_epochs, seed=seed, device=device,
-                           augment=augment)
+                           augment=augment, norm=prune_cfg.norm)
         out = paths.sweep_result(args.method)
         atomic.write_json(out, {"method": args.method, "dataset": data.name, "points": points})
         tracking.log_artifacts([out])

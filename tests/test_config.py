@@ -80,6 +80,19 @@ def test_imagefolder_needs_a_root_and_other_datasets_do_not():
     assert config.section({"data": {"name": "imagefolder", "root": "photos"}}, DataConfig).root == "photos"
 
 
+def test_threshold_and_sparsity_exclude_each_other_and_threshold_is_for_filter_only():
+    with pytest.raises(ConfigError, match=r"prune\.threshold = 0\.5.*null while prune\.sparsity is set"):
+        config.section({"prune": {"method": "filter", "threshold": 0.5}}, PruneConfig)
+    with pytest.raises(ConfigError, match=r"prune\.threshold.*unless prune\.method is one of filter"):
+        config.section({"prune": {"method": "weight", "threshold": 0.5, "sparsity": None}}, PruneConfig)
+    with pytest.raises(ConfigError, match=r"prune\.sparsity = None"):
+        config.section({"prune": {"method": "filter", "sparsity": None}}, PruneConfig)
+    with pytest.raises(ConfigError, match=r"prune\.norm = 'l3'"):
+        config.section({"prune": {"method": "filter", "norm": "l3"}}, PruneConfig)
+    cfg = config.section({"prune": {"method": "filter", "threshold": 0.5, "sparsity": None}}, PruneConfig)
+    assert cfg.threshold == 0.5 and cfg.label == "threshold 0.5"
+
+
 def test_bad_seed_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="seed"):
         config.seed({"seed": -1})

@@ -5,11 +5,13 @@ import torch
 from torch import nn
 
 from prunelab.measure import sparsity_report
-from prunelab.pruning import METHODS, prunable_layers
+from prunelab.pruning import METHODS, STRUCTURAL, prunable_layers
 from prunelab.pruning.layers import classifier_name
 from prunelab.pruning.masks import apply_masks, dense_masks, make_permanent
 
 SPARSITIES = [0.0, 0.25, 0.5, 0.9, 0.99]
+
+MASK_METHODS = [m for m in METHODS.names() if m not in STRUCTURAL]  # filter: tests/test_models_structured.py
 
 
 def masks_for(model, method, k, include_classifier=False):
@@ -17,7 +19,7 @@ def masks_for(model, method, k, include_classifier=False):
     return layers, METHODS.get(method)(layers, k, dense_masks(layers))
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+@pytest.mark.parametrize("method", MASK_METHODS)
 @pytest.mark.parametrize("k", SPARSITIES)
 def test_every_method_is_pure_and_returns_binary_masks(tiny_model, method, k):
     before = {n: t.clone() for n, t in tiny_model.state_dict().items()}
@@ -30,7 +32,7 @@ def test_every_method_is_pure_and_returns_binary_masks(tiny_model, method, k):
         assert torch.equal(t, before[name]), f"{method} modified {name}"
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+@pytest.mark.parametrize("method", MASK_METHODS)
 def test_masks_only_shrink_as_sparsity_grows(tiny_model, method):
     layers = prunable_layers(tiny_model)
     masks = dense_masks(layers)
@@ -41,7 +43,7 @@ def test_masks_only_shrink_as_sparsity_grows(tiny_model, method):
         masks = new
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+@pytest.mark.parametrize("method", MASK_METHODS)
 def test_sparsity_zero_changes_nothing(tiny_model, method):
     _, masks = masks_for(tiny_model, method, 0.0)
     assert all(bool(m.all()) for m in masks.values())
@@ -90,7 +92,7 @@ def test_classifier_stays_dense_unless_asked(tiny_model):
     assert int((masks["fc3"] == 0).sum()) == round(0.5 * masks["fc3"].numel())
 
 
-@pytest.mark.parametrize("method", METHODS.names())
+@pytest.mark.parametrize("method", MASK_METHODS)
 def test_achieved_sparsity_is_counted_over_prunable_and_all_params(tiny_model, method):
     k = 0.5
     layers, masks = masks_for(tiny_model, method, k)

@@ -6,11 +6,11 @@ from prunelab.report import curves, load_sweep, summary
 from prunelab.sweep import holds_until
 
 POINTS = [
-    {"sparsity": 0.0, "oneshot_test_accuracy": 0.95, "oneshot_test_loss": 0.2,
+    {"sparsity": 0.0, "nonzero_params": 1000, "oneshot_test_accuracy": 0.95, "oneshot_test_loss": 0.2,
      "finetuned_test_accuracy": 0.96, "finetuned_test_loss": 0.1},
-    {"sparsity": 0.5, "oneshot_test_accuracy": 0.945, "oneshot_test_loss": 0.3,
+    {"sparsity": 0.5, "nonzero_params": 500, "oneshot_test_accuracy": 0.945, "oneshot_test_loss": 0.3,
      "finetuned_test_accuracy": 0.95, "finetuned_test_loss": 0.2},
-    {"sparsity": 0.9, "oneshot_test_accuracy": 0.5, "oneshot_test_loss": 2.0,
+    {"sparsity": 0.9, "nonzero_params": 100, "oneshot_test_accuracy": 0.5, "oneshot_test_loss": 2.0,
      "finetuned_test_accuracy": 0.941, "finetuned_test_loss": 0.3},
 ]
 

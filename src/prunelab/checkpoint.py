@@ -3,6 +3,12 @@
 A checkpoint is a dict of tensors and built-in types only: the model's config (so the
 architecture is rebuilt from the registry, not unpickled), its state dict with pruning
 made permanent, the masks as bool tensors, and a small ``meta`` dict.
+
+A structurally pruned model (filters removed) has smaller layers than its config builds.
+No architecture is stored for it: on load, every Conv, Linear and BatchNorm layer whose
+saved weight has another shape is rebuilt at the saved shape (``resize_to``), then the
+weights are loaded strictly. The shapes are read from the tensors themselves, so a
+checkpoint can never name code to run.
 """
 
 from __future__ import annotations
@@ -58,6 +64,35 @@ def load(path: str | Path) -> Checkpoint:
     cfg = ModelConfig(**blob["model_cfg"])
     shape, classes = tuple(blob["input_shape"]), int(blob["num_classes"])
     model = MODELS.get(cfg.name)(cfg, shape, classes)
+    resize_to(model, blob["state_dict"], path)
     model.load_state_dict(blob["state_dict"])
     masks = {k: v.float() for k, v in blob["masks"].items()}
     return Checkpoint(model, cfg, shape, classes, masks, dict(blob["meta"]))
+
+
+def _resized(module: nn.Module, weight: torch.Tensor) -> nn.Module | None:
+    """``module`` rebuilt for a saved weight of another shape (same kind, kernel, stride, bias)."""
+    bias = getattr(module, "bias", None) is not None
+    if isinstance(module, nn.Conv2d) and module.groups == 1 and weight.dim() == 4:
+        return nn.Conv2d(weight.shape[1], weight.shape[0], module.kernel_size, module.stride, module.padding,
+                         module.dilation, bias=bias, padding_mode=module.padding_mode)
+    if isinstance(module, nn.Linear) and weight.dim() == 2:
+        return nn.Linear(weight.shape[1], weight.shape[0], bias=bias)
+    if isinstance(module, nn.BatchNorm2d) and weight.dim() == 1:
+        return nn.BatchNorm2d(weight.shape[0], module.eps, module.momentum, module.affine,
+                              module.track_running_stats)
+    return None
+
+
+def resize_to(model: nn.Module, state_dict: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> None:
+    """Rebuild, in place, every layer whose saved weight differs in shape (structurally pruned layers)."""
+    for name, module in list(model.named_modules()):
+        weight = state_dict.get(f"{name}.weight" if name else "weight")
+        if weight is None or getattr(module, "weight", None) is None or module.weight.shape == weight.shape:
+            continue
+        new = _resized(module, weight)
+        if new is None:
+            raise PrunelabError(f"{path}: layer {name} ({type(module).__name__}) has weight {tuple(weight.shape)}, "
+                                f"which this prunelab cannot rebuild from {tuple(module.weight.shape)}")
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, new)

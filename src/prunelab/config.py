@@ -132,7 +132,8 @@ class ModelConfig(Section):
     SECTION: ClassVar[str] = "model"
     name: str = "mlp"  # R1's fully connected network
     hidden: tuple[int, ...] = (1000, 1000, 500, 200)  # R1: 784 → 1000 → 1000 → 500 → 200 → 10
-    bias: bool = False  # R1's network has no biases
+    bias: bool = False  # R1's network has no biases (mlp, mnist_cnn, cifar_cnn; torchvision models keep theirs)
+    pretrained: bool = False  # vgg16/vgg16_bn/resnet101: torchvision's ImageNet weights (needs the internet once)
 
     def __post_init__(self) -> None:
         from prunelab.models import MODELS
@@ -142,6 +143,7 @@ class ModelConfig(Section):
             raise ConfigError(self.key("hidden"), self.hidden, "a non-empty list of layer widths")
         self._set("hidden", tuple(check_int(f"{self.key('hidden')}[{i}]", w) for i, w in enumerate(self.hidden)))
         check_bool(self.key("bias"), self.bias)
+        check_bool(self.key("pretrained"), self.pretrained)
 
 
 OPTIMIZERS = ("adam", "sgd")
@@ -169,19 +171,41 @@ class TrainConfig(Section):
         check_choice(self.key("device"), self.device, DEVICES)
 
 
+NORMS = ("l1", "l2")
+
+
 @dataclass(frozen=True)
 class PruneConfig(Section):
     SECTION: ClassVar[str] = "prune"
     method: str = "weight"  # R1's weight (magnitude) pruning
-    sparsity: float = 0.8  # R1: where weight pruning still holds; try -S prune.sparsity=0.9 next
+    sparsity: float | None = 0.8  # R1: where weight pruning still holds; try -S prune.sparsity=0.9 next
+    threshold: float | None = None  # filter only: remove filters with norm under this (R2: 0.5) instead of a fraction
+    norm: str = "l2"  # filter only: rank filters by L1 or L2 norm (R2: l2)
     include_classifier: bool = False  # the final layer stays dense (design.md section 4)
 
     def __post_init__(self) -> None:
-        from prunelab.pruning import METHODS
+        from prunelab.pruning import METHODS, STRUCTURAL
 
         check_choice(self.key("method"), self.method, METHODS.names())
-        self._set("sparsity", check_sparsity(self.key("sparsity"), self.sparsity))
+        if self.threshold is not None:
+            if self.method not in STRUCTURAL:
+                raise ConfigError(self.key("threshold"), self.threshold,
+                                  f"null unless prune.method is one of {', '.join(sorted(STRUCTURAL))}")
+            if self.sparsity is not None:
+                raise ConfigError(self.key("threshold"), self.threshold,
+                                  f"null while prune.sparsity is set ({self.sparsity}): set one of them to null")
+            self._set("threshold", check_float(self.key("threshold"), self.threshold))
+        else:
+            if self.sparsity is None:
+                raise ConfigError(self.key("sparsity"), None, "a fraction k with 0 <= k < 1, or prune.threshold set")
+            self._set("sparsity", check_sparsity(self.key("sparsity"), self.sparsity))
+        check_choice(self.key("norm"), self.norm, NORMS)
         check_bool(self.key("include_classifier"), self.include_classifier)
+
+    @property
+    def label(self) -> str:
+        """How the amount is written in run names: k=0.8 or threshold 0.5."""
+        return f"{self.sparsity:g}" if self.sparsity is not None else f"threshold {self.threshold:g}"
 
 
 @dataclass(frozen=True)

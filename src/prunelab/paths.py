@@ -31,6 +31,7 @@ SWEEP_CSV = RESULTS_DIR / "sweep.csv"  # the whole sweep, one row per (method, s
 PLOTS_DIR = RESULTS_DIR / "plots"
 CURVES_CSV = PLOTS_DIR / "curves.csv"  # long format for `dvc plots show`
 SWEEP_PNG = PLOTS_DIR / "sweep.png"
+SWEEP_PARAMS_PNG = PLOTS_DIR / "sweep_params.png"  # the same curves against parameters left
 SWEEP_SUMMARY = RESULTS_DIR / "sweep_summary.json"
 
 

@@ -1,4 +1,4 @@
-"""Figures for people: accuracy and loss versus sparsity, one colour per method.
+"""Figures for people: accuracy and loss versus sparsity (or parameters left), one colour per method.
 
 Solid lines are one-shot (pruned, not retrained); dashed lines are after fine-tuning.
 The dense baseline is a grey reference line.
@@ -20,8 +20,16 @@ from prunelab import atomic  # noqa: E402
 REGIMES = (("oneshot", "one-shot", "-", "o"), ("finetuned", "fine-tuned", "--", "s"))
 
 
+X_AXES = {  # x: how to read it from a point, its label
+    "sparsity": (lambda p: p["sparsity"] * 100, "sparsity k (% of prunable weights removed)"),
+    # non-zero parameters: what a masked model really holds, and a filter-pruned model's size
+    "params": (lambda p: p["nonzero_params"], "parameters left (non-zero)"),
+}
+
+
 def sweep_figure(points_by_method: dict[str, list[dict[str, Any]]], baseline: dict[str, float],
-                 title: str, path: str | Path) -> Path:
+                 title: str, path: str | Path, x: str = "sparsity") -> Path:
+    x_of, x_label = X_AXES[x]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, metric, label in ((axes[0], "accuracy", "test accuracy"), (axes[1], "loss", "test loss")):
@@ -32,10 +40,13 @@ def sweep_figure(points_by_method: dict[str, list[dict[str, Any]]], baseline: di
                 ys = [p.get(f"{regime}_test_{metric}") for p in pts]
                 if all(y is None for y in ys):
                     continue
-                xs = [p["sparsity"] * 100 for p, y in zip(pts, ys) if y is not None]
+                xs = [x_of(p) for p, y in zip(pts, ys) if y is not None]
                 ax.plot(xs, [y for y in ys if y is not None], ls=style, marker=marker, ms=4,
                         color=colours[i % len(colours)], label=f"{method}, {regime_label}")
-        ax.set_xlabel("sparsity k (% of prunable weights removed)")
+        ax.set_xlabel(x_label)
+        if x == "params":
+            ax.set_xscale("log")
+            ax.invert_xaxis()  # left to right: more pruning, as on the sparsity plot
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         if metric == "accuracy":

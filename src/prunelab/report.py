@@ -11,7 +11,7 @@ from prunelab.errors import PrunelabError
 from prunelab.plotting import REGIMES
 from prunelab.sweep import holds_until
 
-CURVE_COLUMNS = ["series", "method", "regime", "sparsity", "accuracy", "loss"]
+CURVE_COLUMNS = ["series", "method", "regime", "sparsity", "params", "accuracy", "loss"]
 
 
 def load_sweep(path: str | Path, method: str, sparsities: Sequence[float]) -> list[dict[str, Any]]:
@@ -35,7 +35,8 @@ def curves(points_by_method: dict[str, list[dict[str, Any]]]) -> list[dict[str, 
                 if p.get(f"{regime}_test_accuracy") is None:
                     continue
                 rows.append({"series": f"{method}, {regime_label}", "method": method, "regime": regime,
-                             "sparsity": p["sparsity"], "accuracy": p[f"{regime}_test_accuracy"],
+                             "sparsity": p["sparsity"], "params": p["nonzero_params"],
+                             "accuracy": p[f"{regime}_test_accuracy"],
                              "loss": p[f"{regime}_test_loss"]})
     return rows
 

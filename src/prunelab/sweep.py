@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from prunelab.data.spec import DataSpec
 from prunelab.measure import sparsity_report
-from prunelab.pruning import METHODS, prunable_layers
+from prunelab.pruning import METHODS, STRUCTURAL, prunable_layers
 from prunelab.pruning.masks import apply_masks, dense_masks, make_permanent
 from prunelab.training import FitResult, evaluate, fit
 
@@ -23,23 +23,38 @@ POINT_COLUMNS = [
     "method", "sparsity", "sparsity_prunable", "sparsity_all", "params", "nonzero_params",
     "compression_ratio", "oneshot_test_accuracy", "oneshot_test_loss",
     "finetuned_test_accuracy", "finetuned_test_loss", "finetune_epochs_run", "finetune_best_epoch",
+    "param_reduction", "filters_removed_fraction",
 ]
 
 
-def prune_point(model: torch.nn.Module, method: str, sparsity: float, include_classifier: bool):
-    """Prune ``model`` in place from dense to ``sparsity``; return its layers and masks."""
+def prune_point(model: torch.nn.Module, method: str, sparsity: float | None, include_classifier: bool, *,
+                input_shape: tuple[int, ...] | None = None, threshold: float | None = None,
+                norm: str = "l2") -> tuple[dict[str, torch.nn.Module], dict[str, torch.Tensor], dict[str, Any]]:
+    """Prune ``model`` in place from dense; return its prunable layers, masks and a structural report.
+
+    Mask methods attach masks (``sparsity``) and report nothing structural; structural
+    methods (``STRUCTURAL``) change the architecture (``sparsity`` or ``threshold``),
+    return no masks, and report parameters and filters before and after.
+    """
+    if method in STRUCTURAL:
+        if input_shape is None:
+            raise ValueError("structural pruning needs the input shape")
+        result = METHODS.get(method)(model, input_shape, sparsity=sparsity, threshold=threshold, norm=norm)
+        return prunable_layers(model, include_classifier), {}, result.report() | {"kept_one": result.kept_one}
     layers = prunable_layers(model, include_classifier)
     masks = METHODS.get(method)(layers, sparsity, dense_masks(layers))
     apply_masks(layers, masks)
-    return layers, masks
+    return layers, masks, {}
 
 
 def run_point(baseline: torch.nn.Module, data: DataSpec, method: str, sparsity: float, *,
               include_classifier: bool, finetune_cfg, finetune_epochs: int, seed: int,
-              device: torch.device, augment: bool = False) -> tuple[dict[str, Any], FitResult | None]:
+              device: torch.device, augment: bool = False, norm: str = "l2") -> tuple[dict[str, Any], FitResult | None]:
     model = copy.deepcopy(baseline).to(device)
-    layers, _ = prune_point(model, method, sparsity, include_classifier)
+    layers, _, structure = prune_point(model, method, sparsity, include_classifier,
+                                       input_shape=tuple(data.input_shape), norm=norm)
     point: dict[str, Any] = {"method": method, "sparsity": sparsity}
+    point.update((k, v) for k, v in structure.items() if k in ("param_reduction", "filters_removed_fraction"))
     oneshot = evaluate(model, data.test, device)
     point.update(oneshot_test_accuracy=oneshot["accuracy"], oneshot_test_loss=oneshot["loss"])
     result = None

@@ -1,0 +1,151 @@
+"""Every registered model, every applicable method: shapes, parameter counts, filter removal, save/load.
+
+Inputs are kept small (32 px, batch 2) so even VGG16 and ResNet-101 stay fast.
+"""
+
+import pytest
+import torch
+
+from prunelab import checkpoint
+from prunelab.config import ModelConfig
+from prunelab.errors import ConfigError, PrunelabError
+from prunelab.models import MODELS, check_input_size
+from prunelab.pruning import METHODS, STRUCTURAL, prunable_layers
+from prunelab.pruning.layers import classifier_name
+from prunelab.pruning.structured import conv_layers, count_params, remove_filters
+from prunelab.sweep import prune_point
+from prunelab.pruning.masks import make_permanent
+
+SHAPES = {"mlp": (1, 28, 28), "mnist_cnn": (1, 28, 28)}  # the rest: CIFAR-sized
+CLASSES = 7
+
+
+def build(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+    torch.manual_seed(0)
+    shape = SHAPES.get(name, (3, 32, 32))
+    cfg = ModelConfig(name=name, hidden=(64, 32))
+    return MODELS.get(name)(cfg, shape, CLASSES).eval(), shape
+
+
+def applicable(name: str) -> list[str]:
+    """filter needs conv layers; unit needs a Linear layer besides the classifier (ResNet has none)."""
+    model, _ = build(name)
+    hidden_linear = any(isinstance(m, torch.nn.Linear) for m in prunable_layers(model).values())
+    return [m for m in METHODS.names()
+            if (m not in STRUCTURAL or conv_layers(model)) and (m != "unit" or hidden_linear)]
+
+
+CASES = [(model, method) for model in MODELS.names() for method in applicable(model)]
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_forward_shape(name):
+    model, shape = build(name)
+    assert model(torch.rand(2, *shape)).shape == (2, CLASSES)
+
+
+@pytest.mark.parametrize("name, method", CASES)
+def test_method_prunes_and_model_still_runs_with_classifier_intact(name, method):
+    model, shape = build(name)
+    x = torch.rand(2, *shape)
+    classifier = classifier_name(model)
+    before = count_params(model)
+    layers, masks, structure = prune_point(model, method, 0.5, False, input_shape=shape)
+    make_permanent(model)
+    assert model(x).shape == (2, CLASSES)
+    assert model.get_submodule(classifier).out_features == CLASSES
+    if method in STRUCTURAL:
+        assert count_params(model) < before and structure["params_after"] == count_params(model)
+        assert structure["filters_removed_fraction"] == pytest.approx(0.5, abs=0.02)
+    else:
+        # unit prunes neurons of Linear layers only; weight and weight_global every prunable layer
+        scope = [m for m in layers.values() if method != "unit" or isinstance(m, torch.nn.Linear)]
+        zeros = sum(int((m.weight == 0).sum()) for m in scope)
+        assert zeros / sum(m.weight.numel() for m in scope) == pytest.approx(0.5, abs=0.02)
+        assert count_params(model) == before  # masks zero weights, they do not remove them
+
+
+@pytest.mark.parametrize("name, method", CASES)
+def test_sparsity_zero_changes_nothing(name, method):
+    model, shape = build(name)
+    x = torch.rand(2, *shape)
+    expected = model(x)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    prune_point(model, method, 0.0, False, input_shape=shape)
+    make_permanent(model)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    assert torch.equal(model(x), expected)
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS.names() if "filter" in applicable(n)])
+def test_filter_pruned_model_saves_and_reloads_with_its_new_shapes(name, tmp_path):
+    model, shape = build(name)
+    remove_filters(model, shape, sparsity=0.3)
+    x = torch.rand(2, *shape)
+    expected = model(x)
+    cfg = ModelConfig(name=name, hidden=(64, 32))
+    checkpoint.save(tmp_path / "m.pt", checkpoint.Checkpoint(model, cfg, shape, CLASSES))
+    torch.load(tmp_path / "m.pt", weights_only=True)  # plain tensors and built-ins only
+    back = checkpoint.load(tmp_path / "m.pt").model.eval()
+    assert torch.equal(back(x), expected)
+    assert count_params(back) == count_params(model)
+
+
+def test_threshold_removes_exactly_the_filters_under_it():
+    model, shape = build("cifar_cnn")
+    norms = {n: c.weight.detach().flatten(1).norm(dim=1) for n, c in conv_layers(model).items()}
+    threshold = float(torch.cat(list(norms.values())).median())
+    kept = {n: norms[n][norms[n] >= threshold] for n in norms}
+    remove_filters(model, shape, threshold=threshold, norm="l2")
+    after = conv_layers(model)
+    assert {n: c.out_channels for n, c in after.items()} == {n: len(k) for n, k in kept.items()}
+    # conv1's inputs are untouched, so its survivors are exactly the filters at or above the threshold
+    # (conv2's survivors lost the input channels of conv1's removed filters, so their norms changed)
+    assert torch.allclose(after["conv1"].weight.detach().flatten(1).norm(dim=1), kept["conv1"])
+
+
+def test_l1_and_l2_rank_differently_but_both_remove_the_fraction():
+    for norm in ("l1", "l2"):
+        model, shape = build("cifar_cnn")
+        result = remove_filters(model, shape, sparsity=0.25, norm=norm)
+        assert [c.out_channels for c in conv_layers(model).values()] == [48, 96]
+        assert result.report()["filters_removed_fraction"] == 0.25
+
+
+def test_threshold_that_would_empty_a_layer_keeps_its_strongest_filter():
+    model, shape = build("cifar_cnn")
+    result = remove_filters(model, shape, threshold=1e9)
+    assert [c.out_channels for c in conv_layers(model).values()] == [1, 1]
+    assert sorted(result.kept_one) == ["conv1", "conv2"]
+    assert model(torch.rand(2, *shape)).shape == (2, CLASSES)
+
+
+def test_resnet101_residual_couplings_shrink_together():
+    model, shape = build("resnet101")
+    remove_filters(model, shape, sparsity=0.5)
+    net = model.net
+    block = net.layer1[0]
+    # the residual sum couples conv3 of every block in a stage with the downsample branch
+    assert block.conv3.out_channels == block.downsample[0].out_channels == net.layer1[1].conv3.out_channels
+    assert block.bn3.num_features == block.conv3.out_channels
+    assert net.fc.in_features == net.layer4[-1].conv3.out_channels and net.fc.out_features == CLASSES
+    assert model(torch.rand(2, *shape)).shape == (2, CLASSES)
+
+
+def test_cifar_cnn_has_r2_parameter_count_and_half_filters_halve_it():
+    model, shape = build("cifar_cnn")
+    assert count_params(MODELS.get("cifar_cnn")(ModelConfig(name="cifar_cnn"), (3, 32, 32), 10)) == 767_936
+    result = remove_filters(model, shape, sparsity=0.5).report()
+    assert 0.45 <= result["param_reduction"] <= 0.6  # R2: 767,936 → 380,528 (about half)
+
+
+def test_filter_on_a_model_without_convolutions_is_refused():
+    model, shape = build("mlp")
+    with pytest.raises(PrunelabError, match="needs convolution layers"):
+        remove_filters(model, shape, sparsity=0.5)
+
+
+def test_input_too_small_for_the_network_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"data\.image_size = 16.*at least 32x32.*vgg16"):
+        check_input_size(ModelConfig(name="vgg16"), (3, 16, 16), 10)
+    check_input_size(ModelConfig(name="vgg16"), (3, 32, 32), 10)
