@@ -31,12 +31,17 @@ def main() -> None:
             "baseline_test_accuracy": baseline["test_accuracy"],
             "accuracy_drop": baseline["test_accuracy"] - test["accuracy"],
             "target_sparsity": meta.get("sparsity"), **report,
+            # physically removed filters or units; masks leave the count unchanged (see compression_ratio)
+            "baseline_params": baseline["params"], "param_reduction": 1 - report["params"] / baseline["params"],
         }
         atomic.write_json(paths.EVALUATE_METRICS, metrics)
         tracking.log_metrics(metrics)
         tracking.log_artifacts([paths.EVALUATE_METRICS])
         print(f"evaluate: test accuracy {test['accuracy']:.4f} (one-shot {oneshot['accuracy']:.4f}, "
-              f"baseline {baseline['test_accuracy']:.4f}), sparsity {report['sparsity_prunable']:.4f}")
+              f"baseline {baseline['test_accuracy']:.4f}), sparsity {report['sparsity_prunable']:.4f}, "
+              f"{report['nonzero_params']:,} of {report['params']:,} parameters nonzero"
+              + (f"; {metrics['param_reduction']:.1%} fewer parameters than the baseline"
+                 if metrics["param_reduction"] > 0 else ""))
 
 
 if __name__ == "__main__":

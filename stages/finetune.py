@@ -1,4 +1,8 @@
-"""Stage finetune: retrain the pruned model with its masks fixed, early-stopping on val loss."""
+"""Stage finetune: retrain the pruned model, early-stopping on val loss.
+
+Masks stay fixed, or, when the prune stage recorded a polynomial schedule, grow on it
+until the target sparsity (early stopping waits for the target).
+"""
 
 import _bootstrap  # noqa: F401  (puts this checkout's src/ first on sys.path)
 from prunelab import stage
@@ -8,7 +12,9 @@ def main() -> None:
     from prunelab import atomic, checkpoint, config, paths
     from prunelab.data import load_prepared
     from prunelab.pruning import prunable_layers
+    from prunelab.pruning.gradual import pruner_for_fit
     from prunelab.pruning.masks import apply_masks, make_permanent
+    from prunelab.pruning.schedule import Polynomial
     from prunelab.reproducibility import seed_everything
     from prunelab.training import HISTORY_COLUMNS, scaled, fit, resolve_device
 
@@ -29,19 +35,25 @@ def main() -> None:
         layers = prunable_layers(model, meta.get("include_classifier", False))
         if pruned.masks:  # structurally pruned models have no masks: the removed filters are gone
             apply_masks(layers, pruned.masks)
+        pruner = None
+        if meta.get("schedule"):
+            pruner = pruner_for_fit(meta["method"], layers, Polynomial(**meta["schedule"]), epochs=cfg.epochs,
+                                    n_train=len(data.train), batch_size=cfg.batch_size)
         result = fit(model, data, cfg, seed=seed, device=device, patience=cfg.patience, min_delta=cfg.min_delta,
-                     desc="fine-tune", on_epoch=stage.after_epoch, augment=augment)
+                     desc="fine-tune", on_epoch=stage.after_epoch, augment=augment, pruner=pruner)
         make_permanent(model)
         model.cpu()
         meta = {**meta, "finetune_epochs_run": len(result.history), "finetune_best_epoch": result.best_epoch}
         checkpoint.save(paths.FINETUNED_MODEL, checkpoint.Checkpoint(
-            model, pruned.model_cfg, pruned.input_shape, pruned.num_classes, pruned.masks, meta))
-        atomic.write_csv(paths.FINETUNE_HISTORY, result.history, HISTORY_COLUMNS)
+            model, pruned.model_cfg, pruned.input_shape, pruned.num_classes,
+            pruner.masks if pruner else pruned.masks, meta))
+        atomic.write_csv(paths.FINETUNE_HISTORY, result.history, HISTORY_COLUMNS + (["sparsity"] if pruner else []))
         tracking.log_metrics({"best_epoch": result.best_epoch, "stopped_early": int(result.stopped_early)})
         tracking.log_artifacts([paths.FINETUNE_HISTORY])
         tracking.log_model(model, "finetuned", scaled(data.test.images[:2]).numpy())
         print(f"finetune: {len(result.history)} epochs, best epoch {result.best_epoch}"
-              f"{' (stopped early)' if result.stopped_early else ''}")
+              f"{' (stopped early)' if result.stopped_early else ''}"
+              + (f"; pruned gradually to sparsity {pruner.sparsity:g}" if pruner else ""))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """Stage sweep@<method>: the baseline pruned at every sweep.sparsities point, one-shot and fine-tuned.
 
+With prune.schedule 'polynomial' the fine-tuned numbers come from gradual pruning to each point.
+
 One process per method (a DVC matrix over sweep.methods), one MLflow run per point,
 nested under the stage's run.
 """
@@ -17,7 +19,9 @@ def main() -> None:
 
     from prunelab import atomic, checkpoint, config, paths
     from prunelab.data import load_prepared
-    from prunelab.pruning import METHODS
+    from prunelab.errors import ConfigError
+    from prunelab.pruning import METHODS, STRUCTURAL
+    from prunelab.pruning.applicable import check_applicable
     from prunelab.reproducibility import seed_everything
     from prunelab.sweep import run_sweep
     from prunelab.training import resolve_device
@@ -27,8 +31,16 @@ def main() -> None:
     prune_cfg, augment = config.section(params, config.PruneConfig), config.section(params, config.DataConfig).augment
     seed, device = config.seed(params), resolve_device(config.section(params, config.TrainConfig).device)
     config.check_choice("--method", args.method, METHODS.names())
+    plan = prune_cfg.gradual
+    if plan and args.method in STRUCTURAL:
+        raise ConfigError("prune.schedule", prune_cfg.schedule, f"'oneshot' while sweep.methods includes "
+                          f"{args.method!r} (it removes filters once, physically)")
+    if plan and sweep_cfg.finetune_epochs == 0:
+        raise ConfigError("sweep.finetune_epochs", 0, "at least 1 with prune.schedule 'polynomial' "
+                          "(the schedule prunes during fine-tuning)")
     seed_everything(seed)
     base, data = checkpoint.load(paths.BASELINE_MODEL), load_prepared(paths.PREPARED_DATA)
+    check_applicable(args.method, base.model, base.model_cfg.name, prune_cfg.include_classifier, key="sweep.methods")
     from prunelab import tracking
 
     def tags(**extra):
@@ -44,12 +56,15 @@ def main() -> None:
                 tracking.log_history(result.history)
 
     run_params = {"sweep": {**sweep_cfg.as_dict(), "methods": args.method}, "finetune": tune_cfg.as_dict(),
-                  "prune.include_classifier": prune_cfg.include_classifier, "data.augment": augment, "seed": seed}
+                  "prune.include_classifier": prune_cfg.include_classifier, "prune.schedule": prune_cfg.schedule,
+                  "prune.physical": prune_cfg.physical,
+                  "data.augment": augment, "seed": seed}
     with tracking.start_run(f"sweep {args.method}", params=run_params, tags=tags()):
         points = run_sweep(base.model, data, args.method, sweep_cfg.sparsities, on_point=log_point,
                            include_classifier=prune_cfg.include_classifier, finetune_cfg=tune_cfg,
                            finetune_epochs=sweep_cfg.finetune_epochs, seed=seed, device=device,
-                           augment=augment, norm=prune_cfg.norm)
+                           augment=augment, norm=prune_cfg.norm, schedule=plan,
+                           physical=prune_cfg.physical and args.method == "unit")
         out = paths.sweep_result(args.method)
         atomic.write_json(out, {"method": args.method, "dataset": data.name, "points": points})
         tracking.log_artifacts([out])

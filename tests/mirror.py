@@ -55,5 +55,6 @@ def local_mirror(folder: Path, ranges: bool = False, requests: list | None = Non
         server.server_close()
 
 
-def md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes()).hexdigest()
+def md5(data: Path | bytes) -> str:
+    """The MD5 of a file or of bytes, as the published checksums are written."""
+    return hashlib.md5(data if isinstance(data, bytes) else data.read_bytes()).hexdigest()

@@ -195,14 +195,8 @@ def test_truncated_file_on_the_mirror_is_refused(tmp_path):
     (tmp_path / "mirror" / "f.gz").write_bytes(published[: len(published) // 2])
     with local_mirror(tmp_path / "mirror") as url:
         with pytest.raises(PrunelabError, match=r"(?s)could not download f\.gz:.*checksum mismatch"):
-            fetch("f.gz", hashlib_md5(published), [url], tmp_path / "cache")
+            fetch("f.gz", md5(published), [url], tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []
-
-
-def hashlib_md5(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.md5(data).hexdigest()
 
 
 def test_interrupted_download_resumes_with_a_range_request(tmp_path):
@@ -214,7 +208,7 @@ def test_interrupted_download_resumes_with_a_range_request(tmp_path):
     (cache / ".f.bin.part").write_bytes(payload[:100_000])  # what an interrupted run left behind
     requests: list = []
     with local_mirror(tmp_path / "mirror", ranges=True, requests=requests) as url:
-        got = fetch("f.bin", hashlib_md5(payload), [url], cache)
+        got = fetch("f.bin", md5(payload), [url], cache)
     assert got.read_bytes() == payload
     assert requests == [("/f.bin", "bytes=100000-")]
     assert sorted(p.name for p in cache.iterdir()) == ["f.bin"]
@@ -228,7 +222,7 @@ def test_server_without_range_support_restarts_from_scratch(tmp_path):
     cache.mkdir()
     (cache / ".f.bin.part").write_bytes(b"garbage from another attempt")
     with local_mirror(tmp_path / "mirror", ranges=False) as url:
-        assert fetch("f.bin", hashlib_md5(payload), [url], cache).read_bytes() == payload
+        assert fetch("f.bin", md5(payload), [url], cache).read_bytes() == payload
 
 
 def test_corrupted_cached_file_is_fetched_again(tmp_path):

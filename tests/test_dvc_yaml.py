@@ -41,8 +41,12 @@ def test_every_declared_param_exists_and_prune_sparsity_is_read_only_where_it_ma
             for part in key.split("."):
                 assert part in node, f"{name} declares unknown param {key}"
                 node = node[part]
-            readers.setdefault(key, []).append(name)
+            # a whole section declared counts as itself and as each of its keys
+            for full in [key, *([f"{key}.{k}" for k in node] if isinstance(node, dict) else [])]:
+                readers.setdefault(full, []).append(name)
     assert readers["prune.sparsity"] == ["prune"]
+    assert readers["prune.method"] == ["prune"]  # the sweep has its own list of methods
+    assert sorted(readers["prune.schedule"]) == ["prune", "sweep"]
     assert "train" in readers and readers["train"] == ["train_baseline"]
     assert "sweep.methods" not in [k for k, v in readers.items() if "sweep" in v]
     # augmentation changes training, never the prepared dataset

@@ -3,6 +3,9 @@
 Inputs are kept small (32 px, batch 2) so even VGG16 and ResNet-101 stay fast.
 """
 
+import copy
+import functools
+
 import pytest
 import torch
 
@@ -12,19 +15,24 @@ from prunelab.errors import ConfigError, PrunelabError
 from prunelab.models import MODELS, check_input_size
 from prunelab.pruning import METHODS, STRUCTURAL, prunable_layers
 from prunelab.pruning.layers import classifier_name
-from prunelab.pruning.structured import conv_layers, count_params, remove_filters
-from prunelab.sweep import prune_point
+from prunelab.pruning.applicable import check_applicable
 from prunelab.pruning.masks import make_permanent
+from prunelab.pruning.structured import conv_layers, count_params, hidden_linear_layers, remove_filters, remove_units
+from prunelab.sweep import prune_point
 
 SHAPES = {"mlp": (1, 28, 28), "mnist_cnn": (1, 28, 28)}  # the rest: CIFAR-sized
 CLASSES = 7
 
 
-def build(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+@functools.cache
+def _pristine(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    shape = SHAPES.get(name, (3, 32, 32))
-    cfg = ModelConfig(name=name, hidden=(64, 32))
-    return MODELS.get(name)(cfg, shape, CLASSES).eval(), shape
+    return MODELS.get(name)(ModelConfig(name=name, hidden=(64, 32)), SHAPES.get(name, (3, 32, 32)), CLASSES).eval()
+
+
+def build(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
+    """A fresh copy of the model (built once per name: VGG16 takes seconds to initialise)."""
+    return copy.deepcopy(_pristine(name)), SHAPES.get(name, (3, 32, 32))
 
 
 def applicable(name: str) -> list[str]:
@@ -57,6 +65,7 @@ def test_method_prunes_and_model_still_runs_with_classifier_intact(name, method)
     if method in STRUCTURAL:
         assert count_params(model) < before and structure["params_after"] == count_params(model)
         assert structure["filters_removed_fraction"] == pytest.approx(0.5, abs=0.02)
+        assert structure["param_reduction"] == pytest.approx(1 - count_params(model) / before)
     else:
         # unit prunes neurons of Linear layers only; weight and weight_global every prunable layer
         scope = [m for m in layers.values() if method != "unit" or isinstance(m, torch.nn.Linear)]
@@ -139,6 +148,15 @@ def test_cifar_cnn_has_r2_parameter_count_and_half_filters_halve_it():
     assert 0.45 <= result["param_reduction"] <= 0.6  # R2: 767,936 → 380,528 (about half)
 
 
+def test_r2_literal_threshold_is_scale_dependent():
+    """Why the README's R2 command removes half by ratio: PyTorch starts every filter at an L2
+    norm near sqrt(1/3) = 0.577 whatever its size, so R2's absolute 0.5 (a Keras number) removes none."""
+    model, shape = build("cifar_cnn")
+    norms = torch.cat([c.weight.detach().flatten(1).norm(dim=1) for c in conv_layers(model).values()])
+    assert 0.5 < float(norms.min()) and abs(float(norms.mean()) - 3 ** -0.5) < 0.02
+    assert remove_filters(model, shape, threshold=0.5).report()["param_reduction"] == 0.0
+
+
 def test_filter_on_a_model_without_convolutions_is_refused():
     model, shape = build("mlp")
     with pytest.raises(PrunelabError, match="needs convolution layers"):
@@ -149,3 +167,52 @@ def test_input_too_small_for_the_network_is_a_config_error():
     with pytest.raises(ConfigError, match=r"data\.image_size = 16.*at least 32x32.*vgg16"):
         check_input_size(ModelConfig(name="vgg16"), (3, 16, 16), 10)
     check_input_size(ModelConfig(name="vgg16"), (3, 32, 32), 10)
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS.names() if "unit" in applicable(n)])
+def test_physical_unit_pruning_shrinks_every_hidden_linear_layer(name, tmp_path):
+    model, shape = build(name)
+    widths = {n: m.out_features for n, m in hidden_linear_layers(model).items()}
+    before = count_params(model)
+    _, masks, structure = prune_point(model, "unit", 0.5, False, input_shape=shape, physical=True)
+    assert masks == {}  # nothing left to mask: the units are gone
+    assert {n: m.out_features for n, m in hidden_linear_layers(model).items()} == \
+        {n: w - round(0.5 * w) for n, w in widths.items()}
+    assert structure["params_after"] == count_params(model) < before
+    assert structure["units_removed_fraction"] == pytest.approx(0.5, abs=0.01)
+    untouched, _ = build(name)
+    assert prune_point(untouched, "unit", 0.0, False, input_shape=shape, physical=True)[2]["param_reduction"] == 0
+    x = torch.rand(2, *shape)
+    assert model(x).shape == (2, CLASSES)
+    cfg = ModelConfig(name=name, hidden=(64, 32))
+    checkpoint.save(tmp_path / "m.pt", checkpoint.Checkpoint(model, cfg, shape, CLASSES))
+    assert torch.equal(checkpoint.load(tmp_path / "m.pt").model.eval()(x), model(x))
+
+
+def test_physical_unit_pruning_computes_what_the_masks_compute():
+    """Without biases a zeroed neuron outputs relu(0) = 0, so removing it changes nothing."""
+    masked, shape = build("mlp")
+    removed = copy.deepcopy(masked)
+    prune_point(masked, "unit", 0.6, False, input_shape=shape)
+    make_permanent(masked)
+    prune_point(removed, "unit", 0.6, False, input_shape=shape, physical=True)
+    x = torch.rand(16, *shape)
+    assert count_params(removed) < count_params(masked)
+    torch.testing.assert_close(removed(x), masked(x), rtol=1e-5, atol=1e-6)
+    # the survivors are exactly the rows the mask kept
+    for name, layer in hidden_linear_layers(masked).items():
+        rows = layer.weight.detach().abs().sum(1) != 0
+        assert rows.sum() == hidden_linear_layers(removed)[name].out_features
+
+
+@pytest.mark.parametrize(("name", "method", "reason"), [
+    ("mlp", "filter", "no convolution layers"),
+    ("resnet101", "unit", "no fully connected layer besides the classifier"),
+])
+def test_a_method_that_would_prune_nothing_is_refused_by_name(name, method, reason):
+    model, _ = build(name)
+    with pytest.raises(ConfigError, match=rf"prune\.method = '{method}'.*{reason}"):
+        check_applicable(method, model, name, include_classifier=False)
+    with pytest.raises(PrunelabError, match="besides the classifier|needs convolution"):
+        (remove_units(model, (3, 32, 32), sparsity=0.5) if method == "unit"
+         else remove_filters(model, (1, 28, 28), sparsity=0.5))

@@ -182,6 +182,33 @@ def test_dvc_push_then_pull_restores_the_prepared_dataset_without_a_download(pro
     assert len(runs(proj)) == n_runs
 
 
+def test_polynomial_schedule_prunes_during_finetuning(proj):
+    # up to evaluate only: the sweep's gradual points are tested in test_schedule.py
+    out = sh(proj, "dvc", "exp", "run", "evaluate", "-S", "prune.schedule=polynomial", "-S", "prune.sparsity=0.6",
+             "-S", "prune.steps=3").stdout
+    assert "Stage 'train_baseline' didn't change, skipping" in out
+    assert "Running stage 'finetune'" in out and "pruned gradually to sparsity 0.6" in out
+    assert read_json(proj, "metrics/prune.json")["sparsity_prunable"] == 0.0  # the ramp starts dense
+    assert read_json(proj, "metrics/evaluate.json")["sparsity_prunable"] == pytest.approx(0.6, abs=1e-4)
+    with open(proj / "metrics/finetune_history.csv") as fh:
+        ramp = [float(r["sparsity"]) for r in csv.DictReader(fh)]
+    assert ramp == sorted(ramp) and ramp[-1] == 0.6
+
+
+def test_physical_unit_pruning_runs_through_every_stage(proj):
+    sh(proj, "dvc", "exp", "run", "-S", "prune.method=unit", "-S", "prune.physical=true", "-S", "prune.sparsity=0.5",
+       "-S", "prune.schedule=oneshot",  # an experiment leaves its params in the workspace
+       "-S", "sweep.methods=[unit]")
+    prune = read_json(proj, "metrics/prune.json")
+    assert prune["units_removed_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert prune["params_after"] < prune["params_before"] and prune["sparsity_prunable"] == 0.0
+    evaluate = read_json(proj, "metrics/evaluate.json")
+    assert evaluate["params"] == prune["params_after"] and 0.0 <= evaluate["test_accuracy"] <= 1.0
+    assert evaluate["param_reduction"] == pytest.approx(prune["param_reduction"])
+    units = read_json(proj, "results/sweep/unit.json")["points"]
+    assert [p["units_removed_fraction"] for p in units] == pytest.approx([p["sparsity"] for p in units], abs=0.01)
+
+
 def write_photos(folder: Path, per_class: int = 12) -> None:
     """Three classes of small photos (JPEG and PNG), each class its own colour, plus noise."""
     import numpy as np
@@ -214,3 +241,4 @@ def test_own_image_folder_worked_example(proj):
     (photos / "cat" / "new.png").write_bytes((photos / "cat" / "0.png").read_bytes())
     status = sh(proj, "dvc", "status").stdout
     assert "fetch_data" in status and "data/local" in status
+

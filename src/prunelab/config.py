@@ -8,8 +8,8 @@ before a stage does any work. A stage loads only the sections it declares in dvc
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -17,64 +17,12 @@ import yaml
 
 from prunelab import paths
 from prunelab.errors import ConfigError
+from prunelab.validate import (  # noqa: F401  (stages call them as config.check_*)
+    check_bool, check_choice, check_float, check_fraction_open, check_int, check_sparsity, check_unique_list,
+)
 
 # R1's sparsity grid (k as a fraction).
 R1_SPARSITIES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99)
-
-
-# -- value checks -------------------------------------------------------------------------
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def check_int(key: str, value: object, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ConfigError(key, value, f"an integer >= {minimum}")
-    return value
-
-
-def check_float(key: str, value: object, minimum: float = 0.0, strict: bool = True) -> float:
-    ok = _is_number(value) and (value > minimum if strict else value >= minimum)
-    if not ok:
-        raise ConfigError(key, value, f"a number {'>' if strict else '>='} {minimum}")
-    return float(value)  # type: ignore[arg-type]
-
-
-def check_sparsity(key: str, value: object) -> float:
-    if not _is_number(value) or not 0.0 <= value < 1.0:  # type: ignore[operator]
-        raise ConfigError(key, value, "a fraction k with 0 <= k < 1 (e.g. 0.9 for 90 %)")
-    return float(value)  # type: ignore[arg-type]
-
-
-def check_fraction_open(key: str, value: object) -> float:
-    if not _is_number(value) or not 0.0 < value < 1.0:  # type: ignore[operator]
-        raise ConfigError(key, value, "a fraction strictly between 0 and 1")
-    return float(value)  # type: ignore[arg-type]
-
-
-def check_bool(key: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(key, value, "true or false")
-    return value
-
-
-def check_choice(key: str, value: object, choices: Sequence[str]) -> str:
-    if not isinstance(value, str) or value not in choices:
-        raise ConfigError(key, value, "one of " + ", ".join(map(repr, choices)))
-    return value
-
-
-def check_unique_list(key: str, value: object, item_check) -> tuple:
-    if not isinstance(value, list | tuple) or not value:
-        raise ConfigError(key, value, "a non-empty list")
-    items = tuple(item_check(f"{key}[{i}]", v) for i, v in enumerate(value))
-    seen: set = set()
-    for v in items:
-        if v in seen:
-            raise ConfigError(key, list(value), f"a list without duplicates ({v!r} repeats)")
-        seen.add(v)
-    return items
 
 
 # -- sections -----------------------------------------------------------------------------
@@ -182,9 +130,16 @@ class PruneConfig(Section):
     threshold: float | None = None  # filter only: remove filters with norm under this (R2: 0.5) instead of a fraction
     norm: str = "l2"  # filter only: rank filters by L1 or L2 norm (R2: l2)
     include_classifier: bool = False  # the final layer stays dense (design.md section 4)
+    physical: bool = False  # unit only: remove the pruned neurons (a smaller network) instead of zeroing them
+    schedule: str = "oneshot"  # R1 prunes once; 'polynomial' prunes gradually during fine-tuning (R2)
+    initial_sparsity: float = 0.0  # polynomial: the sparsity fine-tuning starts from (R2: 0)
+    ramp: float = 0.5  # polynomial: fraction of fine-tuning over which sparsity rises; the rest recovers
+    steps: int = 10  # polynomial: how often masks are recomputed during the ramp
+    power: float = 3.0  # polynomial: Zhu & Gupta's cubic, also TF Model Optimization's default
 
     def __post_init__(self) -> None:
         from prunelab.pruning import METHODS, STRUCTURAL
+        from prunelab.pruning.schedule import SCHEDULES
 
         check_choice(self.key("method"), self.method, METHODS.names())
         if self.threshold is not None:
@@ -201,11 +156,45 @@ class PruneConfig(Section):
             self._set("sparsity", check_sparsity(self.key("sparsity"), self.sparsity))
         check_choice(self.key("norm"), self.norm, NORMS)
         check_bool(self.key("include_classifier"), self.include_classifier)
+        check_bool(self.key("physical"), self.physical)
+        if self.physical and self.method != "unit":
+            raise ConfigError(self.key("physical"), self.physical,
+                              f"false with prune.method {self.method!r} (only 'unit' has a physical variant; "
+                              "'filter' is always physical)")
+        check_choice(self.key("schedule"), self.schedule, SCHEDULES)
+        self._set("initial_sparsity", check_sparsity(self.key("initial_sparsity"), self.initial_sparsity))
+        self._set("ramp", check_float(self.key("ramp"), self.ramp))
+        if self.ramp > 1:
+            raise ConfigError(self.key("ramp"), self.ramp, "a fraction of fine-tuning with 0 < ramp <= 1")
+        check_int(self.key("steps"), self.steps)
+        self._set("power", check_float(self.key("power"), self.power))
+        if self.schedule == "polynomial":
+            if self.method in STRUCTURAL or self.physical:
+                what = "prune.physical: true" if self.physical else f"prune.method {self.method!r}"
+                raise ConfigError(self.key("schedule"), self.schedule,
+                                  f"'oneshot' with {what} (structures are removed once, physically); "
+                                  "polynomial works with the masks of weight, weight_global and unit")
+            if self.initial_sparsity > self.sparsity:
+                raise ConfigError(self.key("initial_sparsity"), self.initial_sparsity,
+                                  f"at most prune.sparsity ({self.sparsity}): the schedule only adds zeros")
+
+    @property
+    def gradual(self):
+        """The polynomial schedule towards ``sparsity`` (None for one-shot pruning)."""
+        from prunelab.pruning.schedule import Polynomial
+
+        if self.schedule != "polynomial":
+            return None
+        return Polynomial(self.initial_sparsity, self.sparsity, self.ramp, self.steps, self.power)
 
     @property
     def label(self) -> str:
-        """How the amount is written in run names: k=0.8 or threshold 0.5."""
-        return f"{self.sparsity:g}" if self.sparsity is not None else f"threshold {self.threshold:g}"
+        """How the amount is written in run names: 0.8, threshold 0.5, or 0→0.5 polynomial."""
+        if self.threshold is not None:
+            return f"threshold {self.threshold:g}"
+        if self.schedule == "polynomial":
+            return f"{self.initial_sparsity:g}→{self.sparsity:g} polynomial"
+        return f"{self.sparsity:g}"
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torc
 def fit(model: nn.Module, data: DataSpec, cfg, *, seed: int, device: torch.device,
         epochs: int | None = None, patience: int | None = None, min_delta: float = 0.0,
         desc: str = "train", on_epoch: Callable[[dict[str, float]], None] | None = None,
-        leave: bool = True, augment: bool = False) -> FitResult:
+        leave: bool = True, augment: bool = False, pruner=None) -> FitResult:
     """Train ``model`` on ``data.train`` for ``epochs`` (default ``cfg.epochs``).
 
     Each history record holds epoch, train/val loss and accuracy, and epoch_time,
@@ -148,6 +148,11 @@ def fit(model: nn.Module, data: DataSpec, cfg, *, seed: int, device: torch.devic
     (``prunelab.augment``) with draws from their own seeded generator. With
     ``patience`` the run stops after that many epochs without a validation loss lower
     than the best by more than ``min_delta``, and the best epoch's weights are restored.
+
+    ``pruner`` (``pruning.gradual.GradualPruner``) prunes gradually: it is stepped after
+    every optimiser step and each record gets the ``sparsity`` in force. Until its last
+    event, epochs neither count towards patience nor can be the best epoch, so early
+    stopping never ends a run below its target sparsity.
     """
     epochs = cfg.epochs if epochs is None else epochs
     model.to(device)
@@ -158,19 +163,29 @@ def fit(model: nn.Module, data: DataSpec, cfg, *, seed: int, device: torch.devic
     n_batches = -(-labels.shape[0] // cfg.batch_size)
     result = FitResult()
     best_loss, best_state, stale = float("inf"), None, 0
+
+    def after_batch() -> None:
+        bar.update(1)
+        if pruner is not None:
+            pruner.after_step()
+
     with tqdm(total=epochs * n_batches, desc=desc, unit="batch", leave=leave, dynamic_ncols=True) as bar:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             order = torch.randperm(labels.shape[0], generator=rng).to(device)
             record = {"epoch": epoch, **train_epoch(model, optimizer, images, labels, cfg.batch_size,
-                                                    order, on_batch=lambda: bar.update(1), augment=augment_rng)}
+                                                    order, on_batch=after_batch, augment=augment_rng)}
             val = evaluate(model, data.val, device)
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
                           epoch_time=time.perf_counter() - start)
+            if pruner is not None:
+                record["sparsity"] = round(pruner.sparsity, 6)
             result.history.append(record)
             bar.set_postfix(epoch=epoch, val_loss=f"{val['loss']:.4f}", val_acc=f"{val['accuracy']:.4f}")
             if on_epoch is not None:
                 on_epoch(record)
+            if pruner is not None and not pruner.done:
+                continue  # still ramping: no epoch here is a candidate, and patience waits
             if val["loss"] < best_loss - min_delta:
                 best_loss, stale, result.best_epoch = val["loss"], 0, epoch
                 if patience is not None:
@@ -180,6 +195,8 @@ def fit(model: nn.Module, data: DataSpec, cfg, *, seed: int, device: torch.devic
                 if stale >= patience:
                     result.stopped_early = True
                     break
+    if pruner is not None:
+        pruner.finish()  # only if a ramp longer than the run was asked for; keeps the target honest
     if patience is None:
         result.best_epoch = len(result.history)
     elif best_state is not None:

@@ -13,7 +13,6 @@ and ``data.image_size`` are not used: the images stay 3 x 32 x 32).
 
 from __future__ import annotations
 
-import hashlib
 import tarfile
 import zlib
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 from prunelab.data import DATASETS, safe_pickle
-from prunelab.data.download import verify
+from prunelab.data.download import verify, verify_bytes
 from prunelab.data.sources import RemoteFile, Source, download_all, local_root
 from prunelab.data.spec import DataSpec, Split
 from prunelab.data.split import stratified_split
@@ -44,10 +43,7 @@ CLASSES, CHANNELS, SIDE = 10, 3, 32
 
 
 def _unpickle(blob: bytes, md5: str | None, where: str) -> object:
-    if md5 is not None and (got := hashlib.md5(blob, usedforsecurity=False).hexdigest()) != md5:
-        raise PrunelabError(f"{where}: checksum mismatch: md5 is {got}, expected {md5} "
-                            "(the file is corrupt, truncated or not the published one)")
-    return safe_pickle.load(blob, where)
+    return safe_pickle.load(verify_bytes(blob, md5, where), where)
 
 
 def read_archive(path: Path, batch_md5: dict[str, str]) -> dict[str, object]:

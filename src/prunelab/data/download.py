@@ -37,12 +37,21 @@ def md5sum(path: str | Path, chunk: int = CHUNK) -> str:
 def verify(path: str | Path, md5: str | None) -> Path:
     """Return ``path`` if its MD5 is ``md5`` (or no checksum is published); else raise, naming both."""
     if md5 is not None:
-        got = md5sum(path)
-        if got != md5:
-            raise PrunelabError(
-                f"{path}: checksum mismatch: md5 is {got}, expected {md5} "
-                "(the file is corrupt, truncated or not the published one)")
+        check_md5(md5sum(path), md5, str(path))
     return Path(path)
+
+
+def verify_bytes(blob: bytes, md5: str | None, where: str) -> bytes:
+    """``verify`` for a file already in memory (a member read from an archive)."""
+    if md5 is not None:
+        check_md5(hashlib.md5(blob, usedforsecurity=False).hexdigest(), md5, where)
+    return blob
+
+
+def check_md5(got: str, expected: str, where: str) -> None:
+    if got != expected:
+        raise PrunelabError(f"{where}: checksum mismatch: md5 is {got}, expected {expected} "
+                            "(the file is corrupt, truncated or not the published one)")
 
 
 def _transfer(url: str, part: Path) -> None:

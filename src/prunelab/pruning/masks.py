@@ -1,4 +1,4 @@
-"""Masks: creating, applying, making permanent,.
+"""Masks: creating, applying, updating, making permanent.
 
 A mask is a float tensor of 0s and 1s shaped like the layer's weight. Applied masks use
 torch.nn.utils.prune's reparametrisation (weight = weight_orig * weight_mask), so a pruned
@@ -27,7 +27,9 @@ def masks_from_zeros(layers: Mapping[str, nn.Module]) -> Masks:
 
 
 def effective_weight(module: nn.Module, mask: torch.Tensor | None) -> torch.Tensor:
-    w = module.weight.detach()
+    # With a mask attached, ``module.weight`` is recomputed only in the forward pass, so
+    # after an optimiser step it is stale: read the live ``weight_orig`` instead.
+    w = getattr(module, "weight_orig", module.weight).detach()
     return w if mask is None else w * mask
 
 
@@ -37,6 +39,12 @@ def apply_masks(layers: Mapping[str, nn.Module], masks: Mapping[str, torch.Tenso
         if prune.is_pruned(module) and hasattr(module, "weight_mask"):
             prune.remove(module, "weight")
         prune.custom_from_mask(module, "weight", masks[name].to(module.weight.dtype))
+
+
+def update_masks(layers: Mapping[str, nn.Module], masks: Mapping[str, torch.Tensor]) -> None:
+    """Overwrite attached masks in place (the parameters, and so the optimiser, stay the same)."""
+    for name, module in layers.items():
+        module.weight_mask.copy_(masks[name])
 
 
 def make_permanent(model: nn.Module) -> None:

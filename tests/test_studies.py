@@ -1,0 +1,51 @@
+"""The README's one command per reference study: written verbatim there, and every value valid."""
+
+import pytest
+import torch
+
+from pathlib import Path
+
+from prunelab import config, paths, studies
+from prunelab.models import MODELS, check_input_size
+from prunelab.pruning.applicable import check_applicable
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+# input shape and class count of each dataset a study uses (realwaste: data.image_size)
+DATASETS = {"mnist": ((1, 28, 28), 10), "cifar10": ((3, 32, 32), 10), "realwaste": ((3, None, None), 9)}
+
+
+@pytest.mark.parametrize("name", studies.STUDIES)
+def test_study_command_is_in_the_readme(name):
+    assert studies.command(name) in README
+
+
+@pytest.mark.parametrize("name", studies.STUDIES)
+def test_study_params_are_valid_and_its_model_fits_its_data(name):
+    params = studies.apply(config.load_params(ROOT / paths.PARAMS), studies.STUDIES[name].overrides)
+    data = config.section(params, config.DataConfig)
+    model_cfg = config.section(params, config.ModelConfig)
+    prune_cfg = config.section(params, config.PruneConfig)
+    sweep_cfg = config.section(params, config.SweepConfig)
+    for cls in (config.TrainConfig, config.FinetuneConfig):
+        config.section(params, cls)
+    shape, classes = DATASETS[data.name]
+    shape = (shape[0], shape[1] or data.image_size, shape[2] or data.image_size)
+    check_input_size(model_cfg, shape, classes)
+    with torch.device("meta"):
+        model = MODELS.get(model_cfg.name)(config.ModelConfig(**{**model_cfg.as_dict(), "pretrained": False}),
+                                           shape, classes)
+    for method in (prune_cfg.method, *sweep_cfg.methods):
+        check_applicable(method, model, model_cfg.name, prune_cfg.include_classifier)
+
+
+def test_overrides_set_nested_keys_without_touching_the_rest():
+    params = {"prune": {"method": "weight", "norm": "l2"}, "seed": 0}
+    out = studies.apply(params, {"prune.method": "filter", "sweep.methods": ["a"]})
+    assert out == {"prune": {"method": "filter", "norm": "l2"}, "seed": 0, "sweep": {"methods": ["a"]}}
+    assert params["prune"]["method"] == "weight"
+
+
+def test_command_quotes_lists_for_the_shell():
+    assert "-S 'sweep.methods=[weight]'" in studies.command("r2-mnist")
+    assert "-S model.bias=false" in studies.command("r2-cifar")
