@@ -59,3 +59,35 @@ def test_stage_scripts_exist_and_are_thin():
         script = ROOT / stage["cmd"].split()[1]
         assert script.exists(), script
         assert len(script.read_text().splitlines()) < 80, f"{script} is not thin"
+
+
+# Modules whose changes change no number a stage writes: config reading, file writing,
+# logging, errors. A stage's data comes from its prepared-dataset dependency, not from
+# the loader code (fetch_data itself does depend on data/).
+NOT_RESULTS = {"atomic", "checkpoint", "config", "paths", "stage", "tracking", "errors", "validate"}
+
+
+def imported_modules(script: Path) -> set[str]:
+    """prunelab modules a stage script imports directly, as paths relative to the repo root."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("prunelab"):
+            names = [node.module + "." + a.name for a in node.names] if node.module == "prunelab" else [node.module]
+            for name in names:
+                parts = name.split(".")[1:]
+                if parts[0] in NOT_RESULTS or (parts[0] == "data" and script.stem != "fetch_data"):
+                    continue
+                rel = Path("src/prunelab", *parts)
+                found.add(str(rel) if (ROOT / rel).is_dir() else f"{rel}.py")
+    return found
+
+
+def test_each_stage_depends_on_the_code_that_computes_its_results():
+    for name, stage in DVC["stages"].items():
+        script = ROOT / "stages" / f"{name}.py"
+        deps = [str(d) for d in stage["deps"]]
+        for module in imported_modules(script):
+            assert any(module == d or module.startswith(d.rstrip("/") + "/") for d in deps), \
+                f"stage {name} imports {module} but does not depend on it"
