@@ -27,6 +27,8 @@ def main() -> None:
         atomic.write_json(paths.SWEEP_SUMMARY, result)
         title = (f"Pruning sweep: {', '.join(cfg.methods)} "
                  f"(dense test accuracy {baseline['test_accuracy']:.2%})")
+        if any(atomic.read_json(paths.sweep_result(m)).get("schedule") == "polynomial" for m in cfg.methods):
+            title += "\nfine-tuned = pruned gradually to k during fine-tuning (polynomial schedule)"
         sweep_figure(points, baseline, title, paths.SWEEP_PNG)
         sweep_figure(points, baseline, title, paths.SWEEP_PARAMS_PNG, x="params")
         tracking.log_metrics({f"{m}.{k}": v for m in cfg.methods for k, v in result[m].items()})

@@ -66,7 +66,8 @@ def main() -> None:
                            augment=augment, norm=prune_cfg.norm, schedule=plan,
                            physical=prune_cfg.physical and args.method == "unit")
         out = paths.sweep_result(args.method)
-        atomic.write_json(out, {"method": args.method, "dataset": data.name, "points": points})
+        atomic.write_json(out, {"method": args.method, "dataset": data.name, "schedule": prune_cfg.schedule,
+                                "points": points})
         tracking.log_artifacts([out])
         for p in points:
             tuned = p.get("finetuned_test_accuracy")

@@ -21,7 +21,7 @@ REGIMES = (("oneshot", "one-shot", "-", "o"), ("finetuned", "fine-tuned", "--", 
 
 
 X_AXES = {  # x: how to read it from a point, its label
-    "sparsity": (lambda p: p["sparsity"] * 100, "sparsity k (% of prunable weights removed)"),
+    "sparsity": (lambda p: p["sparsity"] * 100, "sparsity k (% of the weights, units or filters each method removes)"),
     # non-zero parameters: what a masked model really holds, and a filter-pruned model's size
     "params": (lambda p: p["nonzero_params"], "parameters left (non-zero)"),
 }
