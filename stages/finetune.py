@@ -12,7 +12,7 @@ def main() -> None:
     from prunelab import atomic, checkpoint, config, paths
     from prunelab.data import load_prepared
     from prunelab.pruning import prunable_layers
-    from prunelab.pruning.gradual import pruner_for_fit
+    from prunelab.pruning.gradual import GradualPruner
     from prunelab.pruning.masks import apply_masks, make_permanent
     from prunelab.pruning.schedule import Polynomial
     from prunelab.reproducibility import seed_everything
@@ -37,8 +37,7 @@ def main() -> None:
             apply_masks(layers, pruned.masks)
         pruner = None
         if meta.get("schedule"):
-            pruner = pruner_for_fit(meta["method"], layers, Polynomial(**meta["schedule"]), epochs=cfg.epochs,
-                                    n_train=len(data.train), batch_size=cfg.batch_size)
+            pruner = GradualPruner(meta["method"], layers, Polynomial(**meta["schedule"]))
         result = fit(model, data, cfg, seed=seed, device=device, patience=cfg.patience, min_delta=cfg.min_delta,
                      desc="fine-tune", on_epoch=stage.after_epoch, augment=augment, pruner=pruner)
         make_permanent(model)

@@ -8,7 +8,7 @@ import torch
 from prunelab.config import FinetuneConfig, PruneConfig
 from prunelab.errors import ConfigError
 from prunelab.pruning import METHODS, STRUCTURAL
-from prunelab.pruning.gradual import GradualPruner, pruner_for_fit
+from prunelab.pruning.gradual import GradualPruner
 from prunelab.pruning.masks import make_permanent
 from prunelab.pruning.schedule import Polynomial, event_steps, polynomial_sparsity
 from prunelab.sweep import prune_point, run_point
@@ -46,7 +46,7 @@ def test_plan_reaches_its_target_at_the_ramp_end():
 def test_masks_only_grow_and_end_exactly_at_target(tiny_model, tiny_data, method):
     layers, _, _ = prune_point(tiny_model, method, 0.0, include_classifier=False)
     plan = Polynomial(initial=0.0, final=0.75, ramp=0.5, steps=5)
-    pruner = pruner_for_fit(method, layers, plan, epochs=4, n_train=len(tiny_data.train), batch_size=32)
+    pruner = GradualPruner(method, layers, plan)
     seen = []
     apply = pruner.apply
 
@@ -74,7 +74,7 @@ def test_masks_only_grow_and_end_exactly_at_target(tiny_model, tiny_data, method
 def test_early_stopping_waits_for_the_target(tiny_model, tiny_data):
     layers, _, _ = prune_point(tiny_model, "weight", 0.0, include_classifier=False)
     plan = Polynomial(initial=0.0, final=0.9, ramp=1.0, steps=3)
-    pruner = pruner_for_fit("weight", layers, plan, epochs=3, n_train=len(tiny_data.train), batch_size=32)
+    pruner = GradualPruner("weight", layers, plan)
     # patience 1 with a tiny min_delta gap would stop after epoch 2 on a plain run
     cfg = FinetuneConfig(epochs=3, batch_size=32, lr=0.05, patience=1, min_delta=10.0)
     result = fit(tiny_model, tiny_data, cfg, seed=0, device=torch.device("cpu"), leave=False,
@@ -86,7 +86,7 @@ def test_early_stopping_waits_for_the_target(tiny_model, tiny_data):
 
 def test_structural_methods_cannot_be_gradual(tiny_model):
     with pytest.raises(ValueError, match="physically"):
-        GradualPruner("filter", {}, {}, [(1, 0.5)])
+        GradualPruner("filter", {}, Polynomial(0.0, 0.5))
 
 
 @pytest.mark.parametrize(("changes", "key"), [

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from prunelab.data.spec import DataSpec
 from prunelab.measure import sparsity_report
 from prunelab.pruning import METHODS, STRUCTURAL, prunable_layers
-from prunelab.pruning.gradual import pruner_for_fit
+from prunelab.pruning.gradual import GradualPruner
 from prunelab.pruning.schedule import Polynomial
 from prunelab.pruning.structured import remove_units
 from prunelab.pruning.masks import apply_masks, dense_masks, make_permanent
@@ -81,8 +81,7 @@ def run_point(baseline: torch.nn.Module, data: DataSpec, method: str, sparsity: 
             plan = dataclasses.replace(schedule, initial=min(schedule.initial, sparsity), final=sparsity)
             model = copy.deepcopy(baseline).to(device)
             layers, _, _ = prune_point(model, method, plan.initial, include_classifier)
-            pruner = pruner_for_fit(method, layers, plan, epochs=finetune_epochs, n_train=len(data.train),
-                                    batch_size=finetune_cfg.batch_size)
+            pruner = GradualPruner(method, layers, plan)
         result = fit(model, data, finetune_cfg, seed=seed, device=device, epochs=finetune_epochs,
                      patience=finetune_cfg.patience, min_delta=finetune_cfg.min_delta,
                      desc=f"{method} k={sparsity:g} fine-tune", leave=False, augment=augment, pruner=pruner)

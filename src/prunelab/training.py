@@ -163,6 +163,8 @@ def fit(model: nn.Module, data: DataSpec, cfg, *, seed: int, device: torch.devic
     n_batches = -(-labels.shape[0] // cfg.batch_size)
     result = FitResult()
     best_loss, best_state, stale = float("inf"), None, 0
+    if pruner is not None:
+        pruner.begin(epochs * n_batches)
 
     def after_batch() -> None:
         bar.update(1)

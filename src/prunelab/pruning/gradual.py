@@ -16,23 +16,31 @@ from torch import nn
 
 from prunelab.pruning import METHODS, STRUCTURAL
 from prunelab.pruning.masks import Masks, update_masks
+from prunelab.pruning.schedule import Polynomial
 
 
 class GradualPruner:
-    """Call ``after_step()`` after every optimiser step; ``done`` once the last event applied."""
+    """Pruning along ``plan`` for ``fit``, which calls ``begin(total_steps)`` once and
+    ``after_step()`` after every optimiser step; ``done`` once the last event applied.
 
-    def __init__(self, method: str, layers: Mapping[str, nn.Module], masks: Mapping[str, torch.Tensor],
-                 events: list[tuple[int, float]], start: float = 0.0) -> None:
+    ``layers`` must carry masks at ``plan.initial`` already (the prune stage's output).
+    """
+
+    def __init__(self, method: str, layers: Mapping[str, nn.Module], plan: Polynomial) -> None:
         if method in STRUCTURAL:
             raise ValueError(f"{method!r} removes filters physically and cannot be applied gradually")
-        self.method, self.layers, self.masks = METHODS.get(method), layers, dict(masks)
-        self.pending = list(events)
+        self.method, self.layers, self.plan = METHODS.get(method), layers, plan
+        self.masks = current_masks(layers)
+        self.pending: list[tuple[int, float]] | None = None  # set by begin(): fit knows the step count
         self.step = 0
-        self.sparsity = start  # the target in force: the prune stage's until the first event
+        self.sparsity = plan.initial  # the target in force: the prune stage's until the first event
+
+    def begin(self, total_steps: int) -> None:
+        self.pending, self.step = self.plan.events(total_steps), 0
 
     @property
     def done(self) -> bool:
-        return not self.pending
+        return self.pending == []
 
     def after_step(self) -> None:
         self.step += 1
@@ -54,13 +62,3 @@ def current_masks(layers: Mapping[str, nn.Module]) -> Masks:
     """The masks attached to ``layers`` (dense where none is)."""
     return {name: m.weight_mask.detach().clone() if hasattr(m, "weight_mask") else torch.ones_like(m.weight)
             for name, m in layers.items()}
-
-
-def pruner_for_fit(method: str, layers: Mapping[str, nn.Module], plan, *, epochs: int, n_train: int,
-                   batch_size: int) -> GradualPruner:
-    """A pruner for ``fit`` over ``epochs`` of ``n_train`` examples: the plan's events in optimiser steps.
-
-    ``layers`` must carry masks at ``plan.initial`` already (the prune stage's output).
-    """
-    total_steps = epochs * -(-n_train // batch_size)
-    return GradualPruner(method, layers, current_masks(layers), plan.events(total_steps), start=plan.initial)
