@@ -87,7 +87,7 @@ def main() -> int:
 
     # As every training stage does: seeded, deterministic kernels. Global, so both sides get it.
     seed_everything(SEED)
-    cfg = TrainConfig()
+    cfg = TrainConfig(epochs=args.epochs)
     spec = DATASETS.get(DataConfig().name)(DataConfig(), SEED)
     ours_data = without_validation(spec)
     images, labels = spec.train.images.float().div(255.0), spec.train.labels  # bare: precomputed floats
@@ -96,7 +96,7 @@ def main() -> int:
     cpu = torch.device("cpu")
 
     sides: dict[str, Callable[[nn.Module], None]] = {
-        "ours": lambda m: fit(m, ours_data, cfg, seed=SEED, device=cpu, epochs=args.epochs, desc="ours", leave=False),
+        "ours": lambda m: fit(m, ours_data, cfg, seed=SEED, device=cpu, desc="ours", leave=False),
         "bare": lambda m: bare_fit(m, cfg, images, labels, args.epochs),
     }
     for run in sides.values():  # warm-up: allocator, kernels, lazy imports

@@ -10,9 +10,9 @@ from prunelab import stage
 def main() -> None:
     from prunelab import atomic, checkpoint, paths
     from prunelab.data import load_prepared
-    from prunelab.measure import sparsity_report
+    from prunelab.measure import METRICS, Subject
     from prunelab.pruning import prunable_layers
-    from prunelab.training import evaluate
+    from prunelab.report import versus_baseline
 
     data = load_prepared(paths.PREPARED_DATA)
     pruned, tuned = checkpoint.load(paths.PRUNED_MODEL), checkpoint.load(paths.FINETUNED_MODEL)
@@ -23,23 +23,18 @@ def main() -> None:
     tags = tracking.run_tags("evaluate", dataset=data.name, model=tuned.model_cfg.name,
                              method=meta.get("method"), sparsity=meta.get("sparsity"))
     with tracking.start_run("evaluate", params={}, tags=tags):
-        oneshot, test = evaluate(pruned.model, data.test), evaluate(tuned.model, data.test)
-        report = sparsity_report(tuned.model, prunable_layers(tuned.model, meta.get("include_classifier", False)))
-        metrics = {
-            "test_accuracy": test["accuracy"], "test_loss": test["loss"],
-            "oneshot_test_accuracy": oneshot["accuracy"], "oneshot_test_loss": oneshot["loss"],
-            "baseline_test_accuracy": baseline["test_accuracy"],
-            "accuracy_drop": baseline["test_accuracy"] - test["accuracy"],
-            "target_sparsity": meta.get("sparsity"), **report,
-            # physically removed filters or units; masks leave the count unchanged (see compression_ratio)
-            "baseline_params": baseline["params"], "param_reduction": 1 - report["params"] / baseline["params"],
-        }
+        layers = prunable_layers(tuned.model, meta.get("include_classifier", False))
+        tuned_subject = Subject(tuned.model, layers, split=data.test)
+        metrics = (METRICS.get("test")(tuned_subject)
+                   | METRICS.get("test")(Subject(pruned.model, split=data.test), "oneshot_")
+                   | METRICS.get("parameters")(tuned_subject) | {"target_sparsity": meta.get("sparsity")})
+        metrics |= versus_baseline(metrics["test_accuracy"], metrics["params"], baseline)
         atomic.write_json(paths.EVALUATE_METRICS, metrics)
         tracking.log_metrics(metrics)
         tracking.log_artifacts([paths.EVALUATE_METRICS])
-        print(f"evaluate: test accuracy {test['accuracy']:.4f} (one-shot {oneshot['accuracy']:.4f}, "
-              f"baseline {baseline['test_accuracy']:.4f}), sparsity {report['sparsity_prunable']:.4f}, "
-              f"{report['nonzero_params']:,} of {report['params']:,} parameters nonzero"
+        print(f"evaluate: test accuracy {metrics['test_accuracy']:.4f} "
+              f"(one-shot {metrics['oneshot_test_accuracy']:.4f}, baseline {baseline['test_accuracy']:.4f}), sparsity {metrics['sparsity_prunable']:.4f}, "
+              f"{metrics['nonzero_params']:,} of {metrics['params']:,} parameters nonzero"
               + (f"; {metrics['param_reduction']:.1%} fewer parameters than the baseline"
                  if metrics["param_reduction"] > 0 else ""))
 

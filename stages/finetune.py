@@ -11,12 +11,13 @@ from prunelab import stage
 def main() -> None:
     from prunelab import atomic, checkpoint, config, paths
     from prunelab.data import load_prepared
-    from prunelab.pruning import prunable_layers
+    from prunelab.pruning import METHODS, prunable_layers
     from prunelab.pruning.gradual import GradualPruner
     from prunelab.pruning.masks import apply_masks, make_permanent
     from prunelab.pruning.schedule import Polynomial
     from prunelab.reproducibility import seed_everything
-    from prunelab.training import HISTORY_COLUMNS, scaled, fit, resolve_device
+    from prunelab.evaluation import scaled
+    from prunelab.training import HISTORY_COLUMNS, fit, resolve_device
 
     params = config.load_params()
     cfg, seed = config.section(params, config.FinetuneConfig), config.seed(params)
@@ -37,9 +38,9 @@ def main() -> None:
             apply_masks(layers, pruned.masks)
         pruner = None
         if meta.get("schedule"):
-            pruner = GradualPruner(meta["method"], layers, Polynomial(**meta["schedule"]))
-        result = fit(model, data, cfg, seed=seed, device=device, patience=cfg.patience, min_delta=cfg.min_delta,
-                     desc="fine-tune", on_epoch=stage.after_epoch, augment=augment, pruner=pruner)
+            pruner = GradualPruner(METHODS.get(meta["method"]), layers, Polynomial(**meta["schedule"]))
+        result = fit(model, data, cfg, seed=seed, device=device, desc="fine-tune", on_epoch=stage.after_epoch,
+                     augment=augment, pruner=pruner)
         make_permanent(model)
         model.cpu()
         meta = {**meta, "finetune_epochs_run": len(result.history), "finetune_best_epoch": result.best_epoch}

@@ -11,8 +11,7 @@ from prunelab import stage
 def main() -> None:
     from prunelab import atomic, config, paths
     from prunelab.plotting import sweep_figure
-    from prunelab.report import CURVE_COLUMNS, curves, load_sweep, summary
-    from prunelab.sweep import POINT_COLUMNS
+    from prunelab.report import CURVE_COLUMNS, POINT_COLUMNS, curves, load_sweep, summary
 
     cfg = config.section(config.load_params(), config.SweepConfig)
     points = {m: load_sweep(paths.sweep_result(m), m, cfg.sparsities) for m in cfg.methods}

@@ -7,9 +7,11 @@ from prunelab import stage
 def main() -> None:
     from prunelab import atomic, checkpoint, config, paths
     from prunelab.data import load_prepared
+    from prunelab.measure.parameters import count_params
     from prunelab.models import build_for
     from prunelab.reproducibility import seed_everything
-    from prunelab.training import HISTORY_COLUMNS, scaled, evaluate, fit, resolve_device
+    from prunelab.evaluation import evaluate, scaled
+    from prunelab.training import HISTORY_COLUMNS, fit, resolve_device
 
     params = config.load_params()
     model_cfg, train_cfg = config.section(params, config.ModelConfig), config.section(params, config.TrainConfig)
@@ -32,7 +34,7 @@ def main() -> None:
         last = result.history[-1]
         metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": len(result.history),
                    "train_accuracy": last["train_accuracy"], "val_accuracy": last["val_accuracy"],
-                   "params": sum(p.numel() for p in model.parameters())}
+                   "params": count_params(model)}
         atomic.write_json(paths.BASELINE_METRICS, metrics)
         atomic.write_csv(paths.BASELINE_HISTORY, result.history, HISTORY_COLUMNS)
         tracking.log_metrics(metrics)

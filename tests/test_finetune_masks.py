@@ -4,19 +4,25 @@ import pytest
 import torch
 
 from prunelab import checkpoint
-from prunelab.config import FinetuneConfig
-from prunelab.pruning import METHODS, STRUCTURAL
+from prunelab.config import FinetuneConfig, PruneConfig
+from prunelab.pruning import METHODS, MaskMethod
 from prunelab.pruning.masks import make_permanent
-from prunelab.sweep import prune_point
-from prunelab.training import evaluate, fit
+from prunelab.pruning.point import prune
+from prunelab.evaluation import evaluate
+from prunelab.training import fit
 
-MASK_METHODS = [m for m in METHODS.names() if m not in STRUCTURAL]  # filter: tests/test_models_structured.py
+MASK_METHODS = [m.name for m in METHODS.values() if isinstance(m, MaskMethod)]  # structural: test_models_structured
+
+
+def prune_masks(model, method, k):
+    pruned = prune(model, PruneConfig(method=method, sparsity=k), (1, 8, 8))
+    return pruned.layers, pruned.masks
 
 
 @pytest.mark.parametrize("method", MASK_METHODS)
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_pruned_weights_stay_zero_through_finetuning(tiny_model, tiny_data, method, optimizer):
-    layers, masks, _ = prune_point(tiny_model, method, 0.75, include_classifier=False)
+    layers, masks = prune_masks(tiny_model, method, 0.75)
     cfg = FinetuneConfig(epochs=3, batch_size=32, lr=0.05, optimizer=optimizer, weight_decay=0.01)
     fit(tiny_model, tiny_data, cfg, seed=0, device=torch.device("cpu"), leave=False)
     for name, module in layers.items():
@@ -29,7 +35,7 @@ def test_pruned_weights_stay_zero_through_finetuning(tiny_model, tiny_data, meth
 
 
 def test_checkpoint_roundtrip_is_safe_and_exact(tmp_path, tiny_model, tiny_model_cfg, tiny_data):
-    _, masks, _ = prune_point(tiny_model, "weight", 0.5, include_classifier=False)
+    _, masks = prune_masks(tiny_model, "weight", 0.5)
     make_permanent(tiny_model)
     path = tmp_path / "m.pt"
     checkpoint.save(path, checkpoint.Checkpoint(tiny_model, tiny_model_cfg, tiny_data.input_shape,
@@ -46,7 +52,7 @@ def test_checkpoint_roundtrip_is_safe_and_exact(tmp_path, tiny_model, tiny_model
 
 
 def test_saving_with_masks_attached_is_refused(tmp_path, tiny_model, tiny_model_cfg, tiny_data):
-    prune_point(tiny_model, "weight", 0.5, include_classifier=False)
+    prune_masks(tiny_model, "weight", 0.5)
     with pytest.raises(ValueError, match="make pruning permanent"):
         checkpoint.save(tmp_path / "m.pt", checkpoint.Checkpoint(
             tiny_model, tiny_model_cfg, tiny_data.input_shape, tiny_data.num_classes))

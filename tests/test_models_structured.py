@@ -10,15 +10,15 @@ import pytest
 import torch
 
 from prunelab import checkpoint
-from prunelab.config import ModelConfig
-from prunelab.errors import ConfigError, PrunelabError
+from prunelab.config import ModelConfig, PruneConfig
+from prunelab.errors import ConfigError
+from prunelab.measure.parameters import count_params
 from prunelab.models import MODELS, check_input_size
-from prunelab.pruning import METHODS, STRUCTURAL, prunable_layers
+from prunelab.pruning import METHODS, STRUCTURAL
 from prunelab.pruning.layers import classifier_name
-from prunelab.pruning.applicable import check_applicable
 from prunelab.pruning.masks import make_permanent
-from prunelab.pruning.structured import conv_layers, count_params, hidden_linear_layers, remove_filters, remove_units
-from prunelab.sweep import prune_point
+from prunelab.pruning.point import prune
+from prunelab.pruning.structured import conv_layers, hidden_linear_layers, remove_filters
 
 SHAPES = {"mlp": (1, 28, 28), "mnist_cnn": (1, 28, 28)}  # the rest: CIFAR-sized
 CLASSES = 7
@@ -36,11 +36,14 @@ def build(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
 
 
 def applicable(name: str) -> list[str]:
-    """filter needs conv layers; unit needs a Linear layer besides the classifier (ResNet has none)."""
+    """The methods that would prune something in this model (asked of each method)."""
     model, _ = build(name)
-    hidden_linear = any(isinstance(m, torch.nn.Linear) for m in prunable_layers(model).values())
-    return [m for m in METHODS.names()
-            if (m not in STRUCTURAL or conv_layers(model)) and (m != "unit" or hidden_linear)]
+    return [m.name for m in METHODS.values() if m.why_not(model, PruneConfig(method=m.name)) is None]
+
+
+def prune_point(model, method, k, shape, physical=False):
+    pruned = prune(model, PruneConfig(method=method, sparsity=k, physical=physical), shape)
+    return pruned.layers, pruned.masks, pruned.structure
 
 
 CASES = [(model, method) for model in MODELS.names() for method in applicable(model)]
@@ -58,11 +61,11 @@ def test_method_prunes_and_model_still_runs_with_classifier_intact(name, method)
     x = torch.rand(2, *shape)
     classifier = classifier_name(model)
     before = count_params(model)
-    layers, masks, structure = prune_point(model, method, 0.5, False, input_shape=shape)
+    layers, masks, structure = prune_point(model, method, 0.5, shape)
     make_permanent(model)
     assert model(x).shape == (2, CLASSES)
     assert model.get_submodule(classifier).out_features == CLASSES
-    if method in STRUCTURAL:
+    if METHODS.get(method).kind(PruneConfig(method=method)) == STRUCTURAL:
         assert count_params(model) < before and structure["params_after"] == count_params(model)
         assert structure["filters_removed_fraction"] == pytest.approx(0.5, abs=0.02)
         assert structure["param_reduction"] == pytest.approx(1 - count_params(model) / before)
@@ -80,7 +83,7 @@ def test_sparsity_zero_changes_nothing(name, method):
     x = torch.rand(2, *shape)
     expected = model(x)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    prune_point(model, method, 0.0, False, input_shape=shape)
+    prune_point(model, method, 0.0, shape)
     make_permanent(model)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
     assert torch.equal(model(x), expected)
@@ -157,12 +160,6 @@ def test_r2_literal_threshold_is_scale_dependent():
     assert remove_filters(model, shape, threshold=0.5).report()["param_reduction"] == 0.0
 
 
-def test_filter_on_a_model_without_convolutions_is_refused():
-    model, shape = build("mlp")
-    with pytest.raises(PrunelabError, match="needs convolution layers"):
-        remove_filters(model, shape, sparsity=0.5)
-
-
 def test_input_too_small_for_the_network_is_a_config_error():
     with pytest.raises(ConfigError, match=r"data\.image_size = 16.*at least 32x32.*vgg16"):
         check_input_size(ModelConfig(name="vgg16"), (3, 16, 16), 10)
@@ -174,14 +171,14 @@ def test_physical_unit_pruning_shrinks_every_hidden_linear_layer(name, tmp_path)
     model, shape = build(name)
     widths = {n: m.out_features for n, m in hidden_linear_layers(model).items()}
     before = count_params(model)
-    _, masks, structure = prune_point(model, "unit", 0.5, False, input_shape=shape, physical=True)
+    _, masks, structure = prune_point(model, "unit", 0.5, shape, physical=True)
     assert masks == {}  # nothing left to mask: the units are gone
     assert {n: m.out_features for n, m in hidden_linear_layers(model).items()} == \
         {n: w - round(0.5 * w) for n, w in widths.items()}
     assert structure["params_after"] == count_params(model) < before
     assert structure["units_removed_fraction"] == pytest.approx(0.5, abs=0.01)
     untouched, _ = build(name)
-    assert prune_point(untouched, "unit", 0.0, False, input_shape=shape, physical=True)[2]["param_reduction"] == 0
+    assert prune_point(untouched, "unit", 0.0, shape, physical=True)[2]["param_reduction"] == 0
     x = torch.rand(2, *shape)
     assert model(x).shape == (2, CLASSES)
     cfg = ModelConfig(name=name, hidden=(64, 32))
@@ -193,9 +190,9 @@ def test_physical_unit_pruning_computes_what_the_masks_compute():
     """Without biases a zeroed neuron outputs relu(0) = 0, so removing it changes nothing."""
     masked, shape = build("mlp")
     removed = copy.deepcopy(masked)
-    prune_point(masked, "unit", 0.6, False, input_shape=shape)
+    prune_point(masked, "unit", 0.6, shape)
     make_permanent(masked)
-    prune_point(removed, "unit", 0.6, False, input_shape=shape, physical=True)
+    prune_point(removed, "unit", 0.6, shape, physical=True)
     x = torch.rand(16, *shape)
     assert count_params(removed) < count_params(masked)
     torch.testing.assert_close(removed(x), masked(x), rtol=1e-5, atol=1e-6)
@@ -205,14 +202,21 @@ def test_physical_unit_pruning_computes_what_the_masks_compute():
         assert rows.sum() == hidden_linear_layers(removed)[name].out_features
 
 
-@pytest.mark.parametrize(("name", "method", "reason"), [
-    ("mlp", "filter", "no convolution layers"),
-    ("resnet101", "unit", "no fully connected layer besides the classifier"),
+@pytest.mark.parametrize(("name", "method", "physical", "reason"), [
+    ("mlp", "filter", False, "no convolution layers"),
+    ("resnet101", "unit", False, "no fully connected layer besides the classifier"),
+    ("resnet101", "unit", True, "no fully connected layer besides the classifier"),
 ])
-def test_a_method_that_would_prune_nothing_is_refused_by_name(name, method, reason):
-    model, _ = build(name)
+def test_a_method_that_would_prune_nothing_is_refused_by_name(name, method, physical, reason):
+    model, shape = build(name)
+    cfg = PruneConfig(method=method, physical=physical)
     with pytest.raises(ConfigError, match=rf"prune\.method = '{method}'.*{reason}"):
-        check_applicable(method, model, name, include_classifier=False)
-    with pytest.raises(PrunelabError, match="besides the classifier|needs convolution"):
-        (remove_units(model, (3, 32, 32), sparsity=0.5) if method == "unit"
-         else remove_filters(model, (1, 28, 28), sparsity=0.5))
+        METHODS.get(method).check_model(model, name, cfg)
+    with pytest.raises(ConfigError, match=reason):  # and pruning it directly too, by the same check
+        prune(model, cfg, shape)
+
+
+def test_refusal_lists_the_methods_that_do_apply():
+    model, _ = build("mlp")
+    with pytest.raises(ConfigError, match=r"allowed: unit, weight or weight_global: model 'mlp' has no convolution"):
+        METHODS.get("filter").check_model(model, "mlp", PruneConfig(method="filter"))

@@ -4,19 +4,20 @@ import pytest
 import torch
 from torch import nn
 
-from prunelab.measure import sparsity_report
-from prunelab.pruning import METHODS, STRUCTURAL, prunable_layers
+from prunelab.measure.parameters import sparsity_report
+from prunelab.pruning import METHODS, MaskMethod, prunable_layers
 from prunelab.pruning.layers import classifier_name
 from prunelab.pruning.masks import apply_masks, dense_masks, make_permanent
 
 SPARSITIES = [0.0, 0.25, 0.5, 0.9, 0.99]
 
-MASK_METHODS = [m for m in METHODS.names() if m not in STRUCTURAL]  # filter: tests/test_models_structured.py
+# every method whose result is a mask (structural ones: tests/test_models_structured.py)
+MASK_METHODS = [m.name for m in METHODS.values() if isinstance(m, MaskMethod)]
 
 
 def masks_for(model, method, k, include_classifier=False):
     layers = prunable_layers(model, include_classifier)
-    return layers, METHODS.get(method)(layers, k, dense_masks(layers))
+    return layers, METHODS.get(method).masks(layers, k, dense_masks(layers))
 
 
 @pytest.mark.parametrize("method", MASK_METHODS)
@@ -37,7 +38,7 @@ def test_masks_only_shrink_as_sparsity_grows(tiny_model, method):
     layers = prunable_layers(tiny_model)
     masks = dense_masks(layers)
     for k in SPARSITIES:
-        new = METHODS.get(method)(layers, k, masks)
+        new = METHODS.get(method).masks(layers, k, masks)
         for name in masks:
             assert torch.all(new[name] <= masks[name]), f"{method} revived a pruned weight at k={k}"
         masks = new
@@ -113,6 +114,6 @@ def test_achieved_sparsity_is_counted_over_prunable_and_all_params(tiny_model, m
 def test_unit_leaves_conv_layers_alone():
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 8), nn.Linear(8, 2))
     layers = prunable_layers(model)
-    masks = METHODS.get("unit")(layers, 0.5, dense_masks(layers))
+    masks = METHODS.get("unit").masks(layers, 0.5, dense_masks(layers))
     assert bool(masks["0"].all())
     assert int((masks["2"].sum(dim=1) == 0).sum()) == 4

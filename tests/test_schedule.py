@@ -5,16 +5,21 @@ import dataclasses
 import pytest
 import torch
 
-from prunelab.config import FinetuneConfig, PruneConfig
+from prunelab.config import FinetuneConfig, PruneConfig, TrainConfig
 from prunelab.errors import ConfigError
-from prunelab.pruning import METHODS, STRUCTURAL
+from prunelab.pruning import METHODS, MaskMethod
 from prunelab.pruning.gradual import GradualPruner
 from prunelab.pruning.masks import make_permanent
+from prunelab.pruning.point import point_config, prune
 from prunelab.pruning.schedule import Polynomial, event_steps, polynomial_sparsity
-from prunelab.sweep import prune_point, run_point
+from prunelab.sweep import Sweep, run_point
 from prunelab.training import fit
 
-MASK_METHODS = [m for m in METHODS.names() if m not in STRUCTURAL]
+MASK_METHODS = [m.name for m in METHODS.values() if isinstance(m, MaskMethod)]
+
+
+def dense_layers(model, method="weight"):
+    return prune(model, PruneConfig(method=method, sparsity=0.0), (1, 8, 8)).layers
 
 
 def test_polynomial_starts_ends_and_is_cubic():
@@ -44,9 +49,9 @@ def test_plan_reaches_its_target_at_the_ramp_end():
 
 @pytest.mark.parametrize("method", MASK_METHODS)
 def test_masks_only_grow_and_end_exactly_at_target(tiny_model, tiny_data, method):
-    layers, _, _ = prune_point(tiny_model, method, 0.0, include_classifier=False)
+    layers = dense_layers(tiny_model, method)
     plan = Polynomial(initial=0.0, final=0.75, ramp=0.5, steps=5)
-    pruner = GradualPruner(method, layers, plan)
+    pruner = GradualPruner(METHODS.get(method), layers, plan)
     seen = []
     apply = pruner.apply
 
@@ -55,7 +60,7 @@ def test_masks_only_grow_and_end_exactly_at_target(tiny_model, tiny_data, method
         seen.append((k, {n: m.clone() for n, m in pruner.masks.items()}))
 
     pruner.apply = spy
-    cfg = FinetuneConfig(epochs=4, batch_size=32, lr=0.05)
+    cfg = TrainConfig(epochs=4, batch_size=32, lr=0.05)  # no early stopping: every event happens
     result = fit(tiny_model, tiny_data, cfg, seed=0, device=torch.device("cpu"), leave=False, pruner=pruner)
     assert pruner.done and [k for k, _ in seen] == [k for _, k in plan.events(4 * 8)]
     for (_, before), (_, after) in zip(seen, seen[1:]):
@@ -65,28 +70,29 @@ def test_masks_only_grow_and_end_exactly_at_target(tiny_model, tiny_data, method
     make_permanent(tiny_model)
     zeros = sum(int((m.weight == 0).sum()) for m in layers.values())
     total = sum(m.weight.numel() for m in layers.values())
-    if method == "unit":
-        assert all(int((m.weight.abs().sum(1) == 0).sum()) == round(0.75 * m.out_features) for m in layers.values())
-    else:
-        assert zeros / total == pytest.approx(0.75, abs=0.01)
+    # the method's own mask at 0.75 from the dense weights has the same zeros per layer
+    reference = METHODS.get(method).masks(layers, 0.75, {})
+    assert zeros == sum(int((m == 0).sum()) for m in reference.values())
+    assert zeros / total == pytest.approx(0.75, abs=0.02)
 
 
 def test_early_stopping_waits_for_the_target(tiny_model, tiny_data):
-    layers, _, _ = prune_point(tiny_model, "weight", 0.0, include_classifier=False)
+    layers = dense_layers(tiny_model)
     plan = Polynomial(initial=0.0, final=0.9, ramp=1.0, steps=3)
-    pruner = GradualPruner("weight", layers, plan)
+    pruner = GradualPruner(METHODS.get("weight"), layers, plan)
     # patience 1 with a tiny min_delta gap would stop after epoch 2 on a plain run
     cfg = FinetuneConfig(epochs=3, batch_size=32, lr=0.05, patience=1, min_delta=10.0)
-    result = fit(tiny_model, tiny_data, cfg, seed=0, device=torch.device("cpu"), leave=False,
-                 patience=1, min_delta=10.0, pruner=pruner)
+    result = fit(tiny_model, tiny_data, cfg, seed=0, device=torch.device("cpu"), leave=False, pruner=pruner)
     assert len(result.history) == 3 and result.best_epoch == 3
     assert [r["sparsity"] for r in result.history] == sorted(r["sparsity"] for r in result.history)
     assert result.history[-1]["sparsity"] == 0.9
 
 
-def test_structural_methods_cannot_be_gradual(tiny_model):
-    with pytest.raises(ValueError, match="physically"):
-        GradualPruner("filter", {}, Polynomial(0.0, 0.5))
+def test_structural_methods_cannot_be_gradual():
+    with pytest.raises(TypeError, match="physically"):
+        GradualPruner(METHODS.get("filter"), {}, Polynomial(0.0, 0.5))
+    with pytest.raises(ConfigError, match=r"prune\.schedule.*prune\.physical: true.*masks of unit, weight"):
+        PruneConfig(method="unit", physical=True, schedule="polynomial", sparsity=0.5)
 
 
 @pytest.mark.parametrize(("changes", "key"), [
@@ -110,13 +116,12 @@ def test_config_builds_the_plan():
 
 
 def test_sweep_point_reports_one_shot_and_reaches_k_gradually(tiny_model, tiny_data):
-    plan = Polynomial(initial=0.0, final=0.0, ramp=0.5, steps=4)  # final is set per point
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     cfg = FinetuneConfig(epochs=2, batch_size=32, lr=0.01, patience=1)
-    gradual, result = run_point(tiny_model, tiny_data, "weight", 0.8, include_classifier=False, finetune_cfg=cfg,
-                                finetune_epochs=2, seed=0, device=torch.device("cpu"), schedule=plan)
-    oneshot, _ = run_point(tiny_model, tiny_data, "weight", 0.8, include_classifier=False, finetune_cfg=cfg,
-                           finetune_epochs=0, seed=0, device=torch.device("cpu"))
+    study = PruneConfig(schedule="polynomial", sparsity=0.5, ramp=0.5, steps=4)  # the sweep sets k per point
+    cpu = torch.device("cpu")
+    gradual, result = run_point(Sweep(tiny_model, tiny_data, cfg, 0, cpu), point_config(study, "weight", 0.8))
+    oneshot, _ = run_point(Sweep(tiny_model, tiny_data, None, 0, cpu), point_config(PruneConfig(), "weight", 0.8))
     assert gradual["sparsity_prunable"] == pytest.approx(0.8, abs=1e-3)
     assert gradual["oneshot_test_accuracy"] == oneshot["oneshot_test_accuracy"]  # one-shot is still measured at k
     assert [r["sparsity"] for r in result.history][-1] == 0.8

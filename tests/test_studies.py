@@ -7,7 +7,8 @@ from pathlib import Path
 
 from prunelab import config, paths, studies
 from prunelab.models import MODELS, check_input_size
-from prunelab.pruning.applicable import check_applicable
+from prunelab.pruning import METHODS
+from prunelab.pruning.point import point_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -35,8 +36,10 @@ def test_study_params_are_valid_and_its_model_fits_its_data(name):
     with torch.device("meta"):
         model = MODELS.get(model_cfg.name)(config.ModelConfig(**{**model_cfg.as_dict(), "pretrained": False}),
                                            shape, classes)
-    for method in (prune_cfg.method, *sweep_cfg.methods):
-        check_applicable(method, model, model_cfg.name, prune_cfg.include_classifier)
+    METHODS.get(prune_cfg.method).check_model(model, model_cfg.name, prune_cfg)
+    for method in sweep_cfg.methods:
+        for k in sweep_cfg.sparsities:
+            METHODS.get(method).check_model(model, model_cfg.name, point_config(prune_cfg, method, k))
 
 
 def test_overrides_set_nested_keys_without_touching_the_rest():

@@ -41,8 +41,8 @@ def test_early_stopping_stops_on_patience_and_restores_best_epoch(tiny_model, ti
     monkeypatch.setattr(training, "evaluate",
                         lambda *a, **k: {**real_evaluate(*a, **k), "loss": next(scripted_val_losses)})
     snapshots = {}
-    result = training.fit(tiny_model, tiny_data, FinetuneConfig(epochs=6, batch_size=64), seed=0, device=CPU,
-                          patience=2, leave=False,
+    result = training.fit(tiny_model, tiny_data, FinetuneConfig(epochs=6, batch_size=64, patience=2), seed=0,
+                          device=CPU, leave=False,
                           on_epoch=lambda r: snapshots.update({r["epoch"]: copy.deepcopy(tiny_model.state_dict())}))
     assert len(result.history) == 4 and result.stopped_early  # epochs 3 and 4 did not beat epoch 2
     assert result.best_epoch == 2
@@ -55,8 +55,8 @@ def test_min_delta_requires_a_real_improvement(tiny_model, tiny_data, monkeypatc
     losses = iter([1.0, 0.999, 0.998, 0.5])
     real_evaluate = training.evaluate
     monkeypatch.setattr(training, "evaluate", lambda *a, **k: {**real_evaluate(*a, **k), "loss": next(losses)})
-    result = training.fit(tiny_model, tiny_data, FinetuneConfig(epochs=4, batch_size=64), seed=0, device=CPU,
-                          patience=2, min_delta=0.01, leave=False)
+    result = training.fit(tiny_model, tiny_data, FinetuneConfig(epochs=4, batch_size=64, patience=2, min_delta=0.01),
+                          seed=0, device=CPU, leave=False)
     assert result.stopped_early and result.best_epoch == 1 and len(result.history) == 3
 
 

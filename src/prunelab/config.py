@@ -99,15 +99,19 @@ DEVICES = ("cpu", "cuda", "auto")
 
 
 @dataclass(frozen=True)
-class TrainConfig(Section):
-    SECTION: ClassVar[str] = "train"
+class OptimConfig(Section):
+    """What training and fine-tuning share: how long, in which batches, with which optimiser.
+
+    ``fit`` takes any of its subclasses; ``early_stopping`` says whether validation loss
+    may end the run early.
+    """
+
     epochs: int = 10  # R1 trains 10 epochs
     batch_size: int = 128  # R2's batch size; fast on CPU
     lr: float = 1e-3  # Adam's usual default
     optimizer: str = "adam"  # converges in few epochs without a tuned schedule
     momentum: float = 0.9  # used by sgd only
     weight_decay: float = 0.0  # R1 uses none
-    device: str = "cpu"  # bit-identical reruns; 'auto' picks CUDA when present
 
     def __post_init__(self) -> None:
         check_int(self.key("epochs"), self.epochs)
@@ -116,6 +120,20 @@ class TrainConfig(Section):
         check_choice(self.key("optimizer"), self.optimizer, OPTIMIZERS)
         self._set("momentum", check_float(self.key("momentum"), self.momentum, strict=False))
         self._set("weight_decay", check_float(self.key("weight_decay"), self.weight_decay, strict=False))
+
+    @property
+    def early_stopping(self) -> tuple[int, float] | None:
+        """(patience, min_delta) when validation loss may stop the run early; None runs every epoch."""
+        return None
+
+
+@dataclass(frozen=True)
+class TrainConfig(OptimConfig):
+    SECTION: ClassVar[str] = "train"
+    device: str = "cpu"  # bit-identical reruns; 'auto' picks CUDA when present
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         check_choice(self.key("device"), self.device, DEVICES)
 
 
@@ -138,14 +156,11 @@ class PruneConfig(Section):
     power: float = 3.0  # polynomial: Zhu & Gupta's cubic, also TF Model Optimization's default
 
     def __post_init__(self) -> None:
-        from prunelab.pruning import METHODS, STRUCTURAL
+        from prunelab.pruning import METHODS
         from prunelab.pruning.schedule import SCHEDULES
 
         check_choice(self.key("method"), self.method, METHODS.names())
         if self.threshold is not None:
-            if self.method not in STRUCTURAL:
-                raise ConfigError(self.key("threshold"), self.threshold,
-                                  f"null unless prune.method is one of {', '.join(sorted(STRUCTURAL))}")
             if self.sparsity is not None:
                 raise ConfigError(self.key("threshold"), self.threshold,
                                   f"null while prune.sparsity is set ({self.sparsity}): set one of them to null")
@@ -157,10 +172,6 @@ class PruneConfig(Section):
         check_choice(self.key("norm"), self.norm, NORMS)
         check_bool(self.key("include_classifier"), self.include_classifier)
         check_bool(self.key("physical"), self.physical)
-        if self.physical and self.method != "unit":
-            raise ConfigError(self.key("physical"), self.physical,
-                              f"false with prune.method {self.method!r} (only 'unit' has a physical variant; "
-                              "'filter' is always physical)")
         check_choice(self.key("schedule"), self.schedule, SCHEDULES)
         self._set("initial_sparsity", check_sparsity(self.key("initial_sparsity"), self.initial_sparsity))
         self._set("ramp", check_float(self.key("ramp"), self.ramp))
@@ -168,15 +179,11 @@ class PruneConfig(Section):
             raise ConfigError(self.key("ramp"), self.ramp, "a fraction of fine-tuning with 0 < ramp <= 1")
         check_int(self.key("steps"), self.steps)
         self._set("power", check_float(self.key("power"), self.power))
-        if self.schedule == "polynomial":
-            if self.method in STRUCTURAL or self.physical:
-                what = "prune.physical: true" if self.physical else f"prune.method {self.method!r}"
-                raise ConfigError(self.key("schedule"), self.schedule,
-                                  f"'oneshot' with {what} (structures are removed once, physically); "
-                                  "polynomial works with the masks of weight, weight_global and unit")
-            if self.initial_sparsity > self.sparsity:
-                raise ConfigError(self.key("initial_sparsity"), self.initial_sparsity,
-                                  f"at most prune.sparsity ({self.sparsity}): the schedule only adds zeros")
+        # which options and schedules go with which method: the method object knows
+        METHODS.get(self.method).check_config(self)
+        if self.schedule == "polynomial" and self.initial_sparsity > self.sparsity:
+            raise ConfigError(self.key("initial_sparsity"), self.initial_sparsity,
+                              f"at most prune.sparsity ({self.sparsity}): the schedule only adds zeros")
 
     @property
     def gradual(self):
@@ -186,6 +193,13 @@ class PruneConfig(Section):
         if self.schedule != "polynomial":
             return None
         return Polynomial(self.initial_sparsity, self.sparsity, self.ramp, self.steps, self.power)
+
+    @property
+    def start(self) -> PruneConfig:
+        """Where pruning starts: this config, or for a gradual one, one-shot at its initial sparsity."""
+        if self.schedule == "oneshot":
+            return self
+        return dataclasses.replace(self, schedule="oneshot", sparsity=self.initial_sparsity)
 
     @property
     def label(self) -> str:
@@ -198,26 +212,21 @@ class PruneConfig(Section):
 
 
 @dataclass(frozen=True)
-class FinetuneConfig(Section):
+class FinetuneConfig(OptimConfig):
     SECTION: ClassVar[str] = "finetune"
     epochs: int = 10  # an upper bound: early stopping usually ends sooner
-    batch_size: int = 128  # same as training
     lr: float = 5e-4  # below the training lr: recover, do not relearn
-    optimizer: str = "adam"
-    momentum: float = 0.9  # used by sgd only
-    weight_decay: float = 0.0
     patience: int = 3  # epochs without a better validation loss before stopping
     min_delta: float = 0.0  # an improvement must beat the best loss by more than this
 
     def __post_init__(self) -> None:
-        check_int(self.key("epochs"), self.epochs)
-        check_int(self.key("batch_size"), self.batch_size)
-        self._set("lr", check_float(self.key("lr"), self.lr))
-        check_choice(self.key("optimizer"), self.optimizer, OPTIMIZERS)
-        self._set("momentum", check_float(self.key("momentum"), self.momentum, strict=False))
-        self._set("weight_decay", check_float(self.key("weight_decay"), self.weight_decay, strict=False))
+        super().__post_init__()
         check_int(self.key("patience"), self.patience)
         self._set("min_delta", check_float(self.key("min_delta"), self.min_delta, strict=False))
+
+    @property
+    def early_stopping(self) -> tuple[int, float] | None:
+        return self.patience, self.min_delta
 
 
 @dataclass(frozen=True)

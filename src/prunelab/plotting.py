@@ -16,8 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from prunelab import atomic  # noqa: E402
+from prunelab.report import REGIMES  # noqa: E402
 
-REGIMES = (("oneshot", "one-shot", "-", "o"), ("finetuned", "fine-tuned", "--", "s"))
+STYLES = {"oneshot": ("-", "o"), "finetuned": ("--", "s")}  # line and marker per regime
 
 
 X_AXES = {  # x: how to read it from a point, its label
@@ -36,7 +37,8 @@ def sweep_figure(points_by_method: dict[str, list[dict[str, Any]]], baseline: di
         ax.axhline(baseline[f"test_{metric}"], color="0.55", lw=1, ls=":", label="dense baseline")
         for i, (method, points) in enumerate(points_by_method.items()):
             pts = sorted(points, key=lambda p: p["sparsity"])
-            for regime, regime_label, style, marker in REGIMES:
+            for regime, regime_label in REGIMES:
+                style, marker = STYLES[regime]
                 ys = [p.get(f"{regime}_test_{metric}") for p in pts]
                 if all(y is None for y in ys):
                     continue

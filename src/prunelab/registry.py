@@ -33,6 +33,10 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def add(self, obj: T) -> T:
+        """Register an object under its own ``name`` attribute (method and metric objects)."""
+        return self.register(obj.name)(obj)  # type: ignore[attr-defined]
+
     def get(self, name: str) -> T:
         try:
             return self._entries[name]
@@ -43,6 +47,10 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def values(self) -> list[T]:
+        """The entries, sorted by name like ``names()``."""
+        return [self._entries[n] for n in self.names()]
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries

@@ -111,8 +111,9 @@ def _param_value(value: Any) -> Any:
     return ",".join(map(str, value)) if isinstance(value, list | tuple) else value
 
 
-def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> None:
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+def log_metrics(metrics: Mapping[str, float | None], step: int | None = None) -> None:
+    """Log the numbers; a None (say, target_sparsity of a threshold-pruned model) is no metric."""
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=step)
 
 
 def log_history(history: list[Mapping[str, float]], prefix: str = "") -> None:

@@ -1,4 +1,4 @@
-"""Train, fine-tune and evaluate loops on in-memory tensor datasets.
+"""Train and fine-tune loops on in-memory tensor datasets (evaluation: ``prunelab.evaluation``).
 
 Batches are sliced from tensors already on the device; there is no per-sample Python
 work. Images are scaled from uint8 to [0, 1] once per fit when the float copy is small
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -20,10 +20,11 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from prunelab.augment import crop_and_flip
+from prunelab.config import OptimConfig
 from prunelab.data.spec import DataSpec, Split
+from prunelab.evaluation import batches, evaluate, scaled, to_device
 from prunelab.reproducibility import generator
 
-EVAL_BATCH = 1024  # evaluation needs no gradients: bigger batches are simply faster
 # The per-epoch history as DVC files record it: the timings (epoch_time, data_time,
 # step_time) are left to MLflow because they differ from run to run and would break
 # byte-identical reruns.
@@ -31,11 +32,6 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_acc
 TIMING_COLUMNS = ["epoch_time", "data_time", "step_time"]
 AUGMENT_SEED_OFFSET = 1_000_003  # augmentation draws its own stream: on or off, the shuffling is the same
 PRESCALE_BYTES = 512 * 2**20  # below this, hold the training images as float: no per-batch conversion
-
-
-def scaled(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images → float in [0, 1]; float images are already scaled."""
-    return images.float().div_(255.0) if images.dtype == torch.uint8 else images
 
 
 def resolve_device(name: str) -> torch.device:
@@ -48,43 +44,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def to_device(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    return split.images.to(device), split.labels.to(device)
-
-
 def training_tensors(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The split on ``device``, as float in [0, 1] if that copy is small, else as uint8."""
     images, labels = to_device(split, device)
     return (scaled(images) if images.numel() * 4 <= PRESCALE_BYTES else images), labels
 
 
-def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-            order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    n = labels.shape[0]
-    for start in range(0, n, batch_size):
-        idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
-        yield scaled(images[idx]), labels[idx]
-
-
-@torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, device: torch.device | str = "cpu",
-             batch_size: int = EVAL_BATCH) -> dict[str, float]:
-    """Mean cross-entropy loss and accuracy over ``split``."""
-    was_training = model.training
-    model.eval()
-    images, labels = to_device(split, torch.device(device))
-    loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
-    correct = torch.zeros((), dtype=torch.int64, device=images.device)
-    for x, y in batches(images, labels, batch_size):
-        logits = model(x)
-        loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-        correct += (logits.argmax(dim=1) == y).sum()
-    model.train(was_training)
-    n = max(len(split), 1)
-    return {"loss": float(loss_sum) / n, "accuracy": float(correct) / n}
-
-
-def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -137,24 +103,25 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torc
             "data_time": data_time, "step_time": step_time}
 
 
-def fit(model: nn.Module, data: DataSpec, cfg, *, seed: int, device: torch.device,
-        epochs: int | None = None, patience: int | None = None, min_delta: float = 0.0,
+def fit(model: nn.Module, data: DataSpec, cfg: OptimConfig, *, seed: int, device: torch.device,
         desc: str = "train", on_epoch: Callable[[dict[str, float]], None] | None = None,
         leave: bool = True, augment: bool = False, pruner=None) -> FitResult:
-    """Train ``model`` on ``data.train`` for ``epochs`` (default ``cfg.epochs``).
+    """Train ``model`` on ``data.train`` for ``cfg.epochs``.
 
     Each history record holds epoch, train/val loss and accuracy, and epoch_time,
     data_time and step_time (seconds). ``augment`` crops and flips training batches
-    (``prunelab.augment``) with draws from their own seeded generator. With
-    ``patience`` the run stops after that many epochs without a validation loss lower
-    than the best by more than ``min_delta``, and the best epoch's weights are restored.
+    (``prunelab.augment``) with draws from their own seeded generator. When the config
+    has ``early_stopping`` (patience, min_delta) the run stops after ``patience`` epochs
+    without a validation loss lower than the best by more than ``min_delta``, and the
+    best epoch's weights are restored.
 
     ``pruner`` (``pruning.gradual.GradualPruner``) prunes gradually: it is stepped after
     every optimiser step and each record gets the ``sparsity`` in force. Until its last
     event, epochs neither count towards patience nor can be the best epoch, so early
     stopping never ends a run below its target sparsity.
     """
-    epochs = cfg.epochs if epochs is None else epochs
+    epochs = cfg.epochs
+    patience, min_delta = cfg.early_stopping or (None, 0.0)
     model.to(device)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
     images, labels = training_tensors(data.train, device)

@@ -8,24 +8,34 @@ over the prunable weights is round(k * n). Already-pruned weights rank first.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from torch.nn.utils import prune
+from prunelab.pruning.method import METHODS, MaskMethod
 
-from prunelab.pruning import METHODS
-from prunelab.pruning.masks import Masks, effective_weight
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
-@METHODS.register("weight_global")
-def weight_global(layers: Mapping[str, nn.Module], sparsity: float, masks: Mapping[str, torch.Tensor]) -> Masks:
-    weights = {name: effective_weight(m, masks.get(name)) for name, m in layers.items()}
-    flat = torch.cat([w.flatten() for w in weights.values()])
-    current = torch.cat([masks.get(n, torch.ones_like(w)).flatten() for n, w in weights.items()])
-    mask = prune.L1Unstructured(amount=float(sparsity)).compute_mask(flat, current)
-    out: Masks = {}
-    start = 0
-    for name, w in weights.items():
-        out[name] = mask[start:start + w.numel()].view_as(w)
-        start += w.numel()
-    return out
+class WeightGlobal(MaskMethod):
+    name = "weight_global"
+
+    def masks(self, layers: Mapping[str, nn.Module], sparsity: float,
+              current: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        import torch
+        from torch.nn.utils import prune
+
+        from prunelab.pruning.masks import effective_weight
+
+        weights = {name: effective_weight(m, current.get(name)) for name, m in layers.items()}
+        flat = torch.cat([w.flatten() for w in weights.values()])
+        alive = torch.cat([current.get(n, torch.ones_like(w)).flatten() for n, w in weights.items()])
+        mask = prune.L1Unstructured(amount=float(sparsity)).compute_mask(flat, alive)
+        out, start = {}, 0
+        for name, w in weights.items():
+            out[name] = mask[start:start + w.numel()].view_as(w)
+            start += w.numel()
+        return out
+
+
+METHODS.add(WeightGlobal())

@@ -1,7 +1,7 @@
 """Gradual pruning: recompute a mask method's masks at scheduled steps while the model trains.
 
 The schedule (``schedule.Polynomial.events``) says after which optimiser step which
-sparsity applies; the method (``METHODS``) computes masks from the current effective
+sparsity applies; the method (a ``MaskMethod``) computes masks from the current effective
 weights and the current masks, so already-pruned weights rank first and masks only
 shrink. Masks are updated in place in torch's pruning buffers, which keeps the
 optimiser's parameters and state valid.
@@ -14,8 +14,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from prunelab.pruning import METHODS, STRUCTURAL
 from prunelab.pruning.masks import Masks, update_masks
+from prunelab.pruning.method import MaskMethod
 from prunelab.pruning.schedule import Polynomial
 
 
@@ -26,10 +26,12 @@ class GradualPruner:
     ``layers`` must carry masks at ``plan.initial`` already (the prune stage's output).
     """
 
-    def __init__(self, method: str, layers: Mapping[str, nn.Module], plan: Polynomial) -> None:
-        if method in STRUCTURAL:
-            raise ValueError(f"{method!r} removes filters physically and cannot be applied gradually")
-        self.method, self.layers, self.plan = METHODS.get(method), layers, plan
+    def __init__(self, method: MaskMethod, layers: Mapping[str, nn.Module], plan: Polynomial) -> None:
+        # the config refuses a structural method on a schedule (Method.check_config); this
+        # guards the library's callers, who could hand over any method object
+        if not isinstance(method, MaskMethod):
+            raise TypeError(f"{method.name!r} removes structures physically: only mask methods prune gradually")
+        self.method, self.layers, self.plan = method, layers, plan
         self.masks = current_masks(layers)
         self.pending: list[tuple[int, float]] | None = None  # set by begin(): fit knows the step count
         self.step = 0
@@ -53,7 +55,7 @@ class GradualPruner:
             self.apply(self.pending.pop(0)[1])
 
     def apply(self, sparsity: float) -> None:
-        self.masks = self.method(self.layers, sparsity, self.masks)
+        self.masks = self.method.masks(self.layers, sparsity, self.masks)
         update_masks(self.layers, self.masks)
         self.sparsity = sparsity
 

@@ -8,20 +8,31 @@ first and masks only shrink as k grows.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from torch.nn.utils import prune
+from prunelab.pruning.method import METHODS, MaskMethod
 
-from prunelab.pruning import METHODS
-from prunelab.pruning.masks import Masks, effective_weight
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 
-@METHODS.register("weight")
-def weight(layers: Mapping[str, nn.Module], sparsity: float, masks: Mapping[str, torch.Tensor]) -> Masks:
-    out: Masks = {}
-    for name, module in layers.items():
-        w = effective_weight(module, masks.get(name))
-        current = masks.get(name, torch.ones_like(w))
-        out[name] = prune.L1Unstructured(amount=float(sparsity)).compute_mask(w, current)
-    return out
+class Weight(MaskMethod):
+    name = "weight"
+
+    def masks(self, layers: Mapping[str, nn.Module], sparsity: float,
+              current: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        import torch
+        from torch.nn.utils import prune
+
+        from prunelab.pruning.masks import effective_weight
+
+        out = {}
+        for name, module in layers.items():
+            w = effective_weight(module, current.get(name))
+            out[name] = prune.L1Unstructured(amount=float(sparsity)).compute_mask(
+                w, current.get(name, torch.ones_like(w)))
+        return out
+
+
+METHODS.add(Weight())

@@ -1,4 +1,7 @@
-"""Structural pruning: remove whole conv filters or Linear units, physically, with Torch-Pruning.
+"""Structural pruning mechanics: remove whole conv filters or Linear units, physically, with Torch-Pruning.
+
+The methods that use them are ``filter`` (filter.py) and ``unit`` with ``prune.physical``
+(unit.py); they check first that the model has something to remove.
 
 filter — per Conv layer, output filters are ranked by their L1 or L2 norm (``prune.norm``)
 and either the fraction k with the smallest norms is removed (``prune.sparsity``:
@@ -26,8 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from prunelab.errors import PrunelabError
-from prunelab.pruning import METHODS
+from prunelab.measure.parameters import count_params
 from prunelab.pruning.layers import classifier_name
 
 NORMS = {"l1": 1, "l2": 2}
@@ -57,10 +59,6 @@ def hidden_linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
     """Linear layers other than the classifier: the ones whose units can go."""
     skip = classifier_name(model)
     return {name: m for name, m in model.named_modules() if isinstance(m, nn.Linear) and name != skip}
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def channel_norms(group, graph, root_type: type[nn.Module], p: int) -> torch.Tensor:
@@ -110,22 +108,15 @@ def smallest(sparsity: float) -> Callable[[torch.Tensor], torch.Tensor]:
     return lambda norms: torch.argsort(norms, stable=True)[:int(round(sparsity * len(norms)))]
 
 
-@METHODS.register("filter")
 def remove_filters(model: nn.Module, input_shape: tuple[int, ...], *, sparsity: float | None = None,
                    threshold: float | None = None, norm: str = "l2") -> StructuredResult:
     """Physically remove filters from ``model`` in place (eval mode); see the module docstring."""
     if (sparsity is None) == (threshold is None):
         raise ValueError("give exactly one of sparsity and threshold")
-    if not conv_layers(model):
-        raise PrunelabError("prune.method 'filter' needs convolution layers; this model has none "
-                            "(use 'unit' for fully connected networks)")
     choose = smallest(sparsity) if sparsity is not None else (lambda norms: torch.nonzero(norms < threshold).flatten())
     return remove_channels(model, input_shape, nn.Conv2d, "filters", NORMS[norm], choose)
 
 
 def remove_units(model: nn.Module, input_shape: tuple[int, ...], *, sparsity: float) -> StructuredResult:
     """Physically remove the ``unit`` method's neurons from every hidden Linear layer, in place."""
-    if not hidden_linear_layers(model):
-        raise PrunelabError("prune.method 'unit' needs fully connected layers besides the classifier; "
-                            "this model has none (use 'filter' for convolutional networks)")
     return remove_channels(model, input_shape, nn.Linear, "units", 2, smallest(sparsity))

@@ -1,0 +1,122 @@
+"""The README's "Extending prunelab": a method and a metric added from outside, used everywhere.
+
+A throwaway method is registered from a module written to a temporary folder, exactly as
+the README shows, then run through the prune stage's own code and through the sweep.
+"""
+
+import ast
+import csv
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from prunelab import atomic, checkpoint, report
+from prunelab.config import FinetuneConfig, ModelConfig, PruneConfig, SweepConfig
+from prunelab.measure import METRICS, Column, Metric, Subject
+from prunelab.pruning import METHODS
+from prunelab.sweep import Sweep, run_sweep
+
+ROOT = Path(__file__).resolve().parents[1]
+
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def readme_block(section: str, language: str = "python", index: int = 0) -> str:
+    """The ``index``-th code block in ``language`` under the README heading ``section``."""
+    text = README[README.index(section):]
+    text = text[:text.index("\n### ", 1)] if "\n### " in text[1:] else text
+    blocks = text.split(f"```{language}\n")[1:]
+    return blocks[index].split("```")[0]
+
+
+def load_module(folder: Path, name: str, source: str, monkeypatch):
+    (folder / f"{name}.py").write_text(source)
+    monkeypatch.syspath_prepend(str(folder))
+    return importlib.import_module(name)
+
+
+@pytest.fixture
+def first_k(tmp_path, monkeypatch):
+    """The README's method, imported from a temporary module; the registry is restored afterwards."""
+    monkeypatch.setattr(METHODS, "_entries", dict(METHODS._entries))
+    (tmp_path / "plugins").mkdir()
+    module = load_module(tmp_path / "plugins", "first_k_method", readme_block("### A pruning method"), monkeypatch)
+    yield METHODS.get("first_k")
+    sys.modules.pop(module.__name__, None)
+
+
+def test_registering_the_same_name_twice_is_loud(first_k):
+    with pytest.raises(ValueError, match="duplicate pruning method name 'first_k'"):
+        METHODS.add(first_k)
+
+
+def test_a_new_method_runs_through_the_prune_stage(first_k, tiny_model, tiny_model_cfg, tiny_data, tmp_path,
+                                                   monkeypatch):
+    work = tmp_path / "work"
+    (work / "models").mkdir(parents=True)
+    checkpoint.save(work / "models/baseline.pt", checkpoint.Checkpoint(
+        tiny_model, tiny_model_cfg, tiny_data.input_shape, tiny_data.num_classes, meta={"dataset": "toy"}))
+    (work / "params.yaml").write_text(yaml.safe_dump({"prune": {"method": "first_k", "sparsity": 0.5}}))
+    monkeypatch.chdir(work)
+    for var in ("DVC_ROOT", "MLFLOW_TRACKING_URI", "DVC_EXP_NAME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.syspath_prepend(str(ROOT / "stages"))
+    stage = importlib.import_module("prune")  # stages/prune.py, its main() as `dvc repro` runs it
+    try:
+        stage.main()
+    finally:
+        sys.modules.pop("prune", None)
+    metrics = atomic.read_json(work / "metrics/prune.json")
+    assert metrics["sparsity_prunable"] == 0.5  # tiny layers have an even number of weights
+    pruned = checkpoint.load(work / "models/pruned.pt")
+    assert pruned.meta["method"] == "first_k"
+    for name, mask in pruned.masks.items():  # the method's own rule: the front half is gone
+        flat = mask.flatten()
+        assert not flat[: flat.numel() // 2].any() and flat[flat.numel() // 2:].all(), name
+
+
+def test_a_new_method_runs_through_the_sweep_and_its_table(first_k, tiny_model, tiny_data, tmp_path):
+    assert SweepConfig(methods=("weight", "first_k")).methods == ("weight", "first_k")
+    sweep = Sweep(tiny_model, tiny_data, FinetuneConfig(epochs=1, batch_size=64), seed=0, device=torch.device("cpu"))
+    points = run_sweep(sweep, PruneConfig(), "first_k", [0.0, 0.5])
+    assert [p["sparsity_prunable"] for p in points] == [0.0, 0.5]
+    assert all(set(p) <= report.POINT_KEYS for p in points)
+    path = atomic.write_csv(tmp_path / "sweep.csv", points, report.POINT_COLUMNS)
+    with open(path) as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["method"] for r in rows] == ["first_k", "first_k"] and all(r["finetuned_test_accuracy"] for r in rows)
+
+
+def test_the_readme_metric_measures_and_its_stage_example_parses(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(METRICS, "_entries", dict(METRICS._entries))
+    (tmp_path / "plugins").mkdir()
+    module = load_module(tmp_path / "plugins", "weight_norm_metric", readme_block("### A metric"), monkeypatch)
+    try:
+        value = METRICS.get("weight_norm")(Subject(tiny_model))["weight_norm"]
+    finally:
+        sys.modules.pop(module.__name__, None)
+    expected = torch.cat([p.detach().flatten() for p in tiny_model.parameters()]).norm()
+    assert value == pytest.approx(float(expected), rel=1e-5)
+    ast.parse(readme_block("### A stage"))
+    stage = yaml.safe_load(readme_block("### A stage", "yaml"))["report_norms"]
+    assert stage["cmd"] == "python stages/report_norms.py"
+
+
+def test_a_metric_declares_its_columns_and_may_return_no_others():
+    metric = Metric("weight_norm", "the L2 norm of all parameters", (Column("weight_norm", "L2 norm"),),
+                    lambda s: {"weight_norm": 1.0, "surprise": 2.0})
+    with pytest.raises(ValueError, match=r"metric 'weight_norm' returned undeclared columns \['surprise'\]"):
+        metric(Subject(model=None))
+
+
+def test_sweep_table_columns_come_from_the_metrics_declarations():
+    declared = [c.name for c in METRICS.get("parameters").columns if c.table]
+    assert report.POINT_COLUMNS[2:2 + len(declared)] == declared
+    hidden = {c.name for name in METRICS.names() for c in METRICS.get(name).columns if not c.point}
+    assert "params_before" in hidden and not hidden & report.POINT_KEYS
+    for regime, _ in report.REGIMES:
+        assert f"{regime}_test_accuracy" in report.POINT_COLUMNS

@@ -1,0 +1,103 @@
+"""Method objects: what each registered method knows about itself, and where that knowledge lives."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prunelab.config import PruneConfig, SweepConfig
+from prunelab.errors import ConfigError
+from prunelab.pruning import MASKS, METHODS, STRUCTURAL, MaskMethod
+from prunelab.pruning.point import point_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_every_method_declares_a_kind_and_options_that_exist(name):
+    method = METHODS.get(name)
+    assert method.name == name
+    assert method.kind(PruneConfig(method=name)) in (MASKS, STRUCTURAL)
+    fields = set(PruneConfig.__dataclass_fields__)
+    assert set(method.options) <= fields and set(method.exclusive) <= set(method.options)
+    # a mask method is one whose default config keeps the architecture: it can follow a schedule
+    assert isinstance(method, MaskMethod) == (method.kind(PruneConfig(method=name)) == MASKS)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_schedule_is_allowed_exactly_for_mask_results(name):
+    structural = METHODS.get(name).kind(PruneConfig(method=name)) == STRUCTURAL
+    if structural:
+        with pytest.raises(ConfigError, match=r"prune\.schedule = 'polynomial'.*'oneshot' with method"):
+            PruneConfig(method=name, schedule="polynomial", sparsity=0.5)
+    else:
+        assert PruneConfig(method=name, schedule="polynomial", sparsity=0.5).gradual is not None
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_options_only_another_method_reads_are_refused_naming_their_owners(name):
+    method = METHODS.get(name)
+    bad = {"threshold": ({"threshold": 0.5, "sparsity": None}, "null"), "physical": ({"physical": True}, "false")}
+    for option, (values, default) in bad.items():
+        if option in method.options:
+            continue
+        owners = ", ".join(sorted(m.name for m in METHODS.values() if option in m.exclusive))
+        with pytest.raises(ConfigError, match=rf"prune\.{option} = .*{default} unless prune\.method is one of {owners}"):
+            PruneConfig(method=name, **values)
+
+
+@pytest.mark.parametrize("study", [PruneConfig(), PruneConfig(method="unit", physical=True),
+                                   PruneConfig(method="filter", threshold=0.5, sparsity=None, norm="l1"),
+                                   PruneConfig(schedule="polynomial", sparsity=0.5, initial_sparsity=0.3)])
+@pytest.mark.parametrize("name", METHODS.names())
+def test_a_sweep_point_is_the_study_config_for_one_method_at_one_k(study, name):
+    gradual_structural = study.schedule != "oneshot" and METHODS.get(name).kind(
+        PruneConfig(method=name, physical=study.physical and "physical" in METHODS.get(name).options)) == STRUCTURAL
+    if gradual_structural:
+        with pytest.raises(ConfigError, match=rf"prune\.schedule.*sweep\.methods includes '{name}'"):
+            point_config(study, name, 0.25)
+        return
+    cfg = point_config(study, name, 0.25)
+    assert (cfg.method, cfg.sparsity, cfg.threshold) == (name, 0.25, None)
+    assert cfg.initial_sparsity == min(study.initial_sparsity, 0.25) and cfg.norm == study.norm
+    for option in ("physical",):
+        expected = getattr(study, option) if option in METHODS.get(name).options else False
+        assert getattr(cfg, option) == expected
+
+
+def test_unit_is_structural_only_with_physical():
+    unit = METHODS.get("unit")
+    assert unit.kind(PruneConfig(method="unit")) == MASKS
+    assert unit.kind(PruneConfig(method="unit", physical=True)) == STRUCTURAL
+
+
+def test_nothing_outside_pruning_compares_a_method_name():
+    """A method's behaviour is asked of its object; no `method == "unit"` elsewhere."""
+    names = set(METHODS.names())
+    offenders = []
+    for path in [*(ROOT / "src" / "prunelab").rglob("*.py"), *(ROOT / "stages").glob("*.py")]:
+        if (ROOT / "src" / "prunelab" / "pruning") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Compare):
+                for side in [node.left, *node.comparators]:
+                    consts = side.elts if isinstance(side, ast.Tuple | ast.List | ast.Set) else [side]
+                    if any(isinstance(c, ast.Constant) and c.value in names for c in consts):
+                        offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_report_plotting_and_sweep_config_import_no_torch():
+    """The plot stage needs only these: it must not pay torch's start-up."""
+    code = ("import sys; import prunelab.report, prunelab.plotting, prunelab.config as c; "
+            "c.SweepConfig(); c.PruneConfig(method='unit', physical=True); "
+            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_sweep_config_lists_known_methods_when_one_is_unknown():
+    with pytest.raises(ConfigError, match=r"sweep\.methods\[1\] = 'magnitude'.*'filter', 'unit', 'weight'"):
+        SweepConfig(methods=("weight", "magnitude"))
