@@ -6,7 +6,7 @@ from prunelab import stage
 
 def main() -> None:
     from prunelab import atomic, config, paths
-    from prunelab.data import DATASETS, save_prepared
+    from prunelab.data import DATASETS, origin, save_prepared
 
     params = config.load_params()
     cfg, seed = config.section(params, config.DataConfig), config.seed(params)
@@ -14,7 +14,7 @@ def main() -> None:
 
     tags = tracking.run_tags("fetch_data", dataset=cfg.name)
     data_params = {k: v for k, v in cfg.as_dict().items() if k != "augment"}  # augment is read by training
-    print(f"fetch_data: {cfg.name} from {cfg.root if cfg.root is not None else 'its public download'}")
+    print(f"fetch_data: {cfg.name} from {origin(cfg)}")
     with tracking.start_run("fetch_data", params={"data": data_params, "seed": seed}, tags=tags):
         spec = DATASETS.get(cfg.name)(cfg, seed)
         save_prepared(spec, paths.PREPARED_DATA)

@@ -78,7 +78,7 @@ def test_idx_errors_name_the_file(tmp_path):
     with pytest.raises(PrunelabError, match=r"short: IDX data is 13 bytes, expected 16"):
         read_idx(tmp_path / "short")
     (tmp_path / "magic").write_bytes(b"\x1f\x8b" + data[2:])
-    with pytest.raises(PrunelabError, match="magic: not an IDX file"):
+    with pytest.raises(PrunelabError, match="magic: cannot read IDX file"):  # gzip's magic, not gzip data
         read_idx(tmp_path / "magic")
     (tmp_path / "bad.gz").write_bytes(gzip.compress(data)[:-10])
     with pytest.raises(PrunelabError, match="bad.gz: cannot read IDX"):
@@ -103,8 +103,13 @@ def write_fake_mnist(folder: Path, n_train=100, n_test=20, gz: bool = True) -> d
 
 
 def source_for(files: dict[str, Path], mirrors=("http://127.0.0.1:1/",)) -> Source:
-    """The published layout with the checksums of our generated files."""
-    return Source({k: RemoteFile(p.name, md5(p)) for k, p in files.items()}, tuple(mirrors))
+    """The published layout with the checksums of our generated files: of each .gz, and of its IDX data."""
+    def remote(path: Path) -> RemoteFile:
+        stem = path.name.removesuffix(".gz")
+        return RemoteFile(path.name, md5(path), md5(gzip.decompress(path.read_bytes())),
+                          (stem, stem.replace("-idx", ".idx")))
+
+    return Source({k: remote(p) for k, p in files.items()}, tuple(mirrors))
 
 
 def load_idx(cfg, source, **kw):
@@ -142,11 +147,69 @@ def test_mnist_from_data_root_touches_no_network(tmp_path, layout):
     assert not (tmp_path / "data").exists()  # no download cache was created
 
 
+@pytest.mark.parametrize("form", ["gzip level 1", "gzip level 9 with a name and mtime", "extracted",
+                                  "extracted, dotted names", "dotted names, gzipped again"])
+def test_any_genuine_copy_is_accepted_whatever_its_wrapping(tmp_path, form):
+    published = write_fake_mnist(tmp_path / "published")
+    source = source_for(published)
+    root = tmp_path / "copy"
+    root.mkdir()
+    for path in published.values():
+        data = gzip.decompress(path.read_bytes())
+        stem = path.name.removesuffix(".gz")
+        dotted = stem.replace("-idx", ".idx")
+        target, blob = {
+            "gzip level 1": (path.name, gzip.compress(data, compresslevel=1)),
+            "gzip level 9 with a name and mtime": (path.name, gzip.compress(data, compresslevel=9, mtime=123456)),
+            "extracted": (stem, data),
+            "extracted, dotted names": (dotted, data),
+            "dotted names, gzipped again": (dotted + ".gz", gzip.compress(data, compresslevel=6)),
+        }[form]
+        (root / target).write_bytes(blob)
+    if form.startswith("gzip"):  # a different wrapper: the .gz's own checksum no longer matches
+        assert md5(root / published["train_images"].name) != source.files["train_images"].md5
+    copy = load_idx(DataConfig(name="mnist", root=str(root)), source)
+    original = load_idx(DataConfig(name="mnist", root=str(tmp_path / "published")), source)
+    for part in ("train", "val", "test"):
+        assert torch.equal(getattr(copy, part).images, getattr(original, part).images)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_a_copy_whose_content_differs_is_refused_by_name(tmp_path, gz):
+    source = source_for(write_fake_mnist(tmp_path / "published"))
+    files = write_fake_mnist(tmp_path / "root", gz=gz)
+    data = read_idx(files["train_images"]).copy()
+    data[0, 0, 0] ^= 1  # one pixel of one image
+    write_idx(files["train_images"], data)
+    name = files["train_images"].name.replace(".", r"\.")
+    with pytest.raises(PrunelabError, match=rf"{name}: content checksum mismatch: the data's md5 is [0-9a-f]{{32}}"):
+        load_idx(DataConfig(name="mnist", root=str(tmp_path / "root")), source)
+
+
+def test_a_truncated_gzip_copy_is_refused_by_name(tmp_path):
+    source = source_for(write_fake_mnist(tmp_path / "published"))
+    files = write_fake_mnist(tmp_path / "root")
+    blob = files["test_labels"].read_bytes()
+    files["test_labels"].write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(PrunelabError, match=r"t10k-labels-idx1-ubyte\.gz: truncated or corrupt gzip"):
+        load_idx(DataConfig(name="mnist", root=str(tmp_path / "root")), source)
+
+
+def test_published_content_checksums_are_the_datasets_own():
+    """The decompressed IDX files' MD5s as the publishers list them (Fashion-MNIST's README; MNIST's
+    as torchvision-era loaders list them): a typo here would refuse every genuine copy."""
+    content = {k: f.content_md5 for k, f in idx_datasets.FASHION_MNIST.files.items()}
+    assert content["train_images"] == "f4a8712d7a061bf5bd6d2ca38dc4d50a"
+    assert idx_datasets.MNIST.files["train_images"].content_md5 == "6bbc9ace898e44ae57da46a324031adb"
+    for source in (idx_datasets.MNIST, idx_datasets.FASHION_MNIST):
+        assert len({f.content_md5 for f in source.files.values()} | {f.md5 for f in source.files.values()}) == 8
+
+
 def test_local_file_with_wrong_checksum_is_refused(tmp_path):
     files = write_fake_mnist(tmp_path / "root")
     source = source_for(files)
     files["train_labels"].write_bytes(gzip.compress(b"tampered"))
-    with pytest.raises(PrunelabError, match=r"train-labels-idx1-ubyte\.gz: checksum mismatch.*expected [0-9a-f]{32}"):
+    with pytest.raises(PrunelabError, match=r"train-labels-idx1-ubyte\.gz: content checksum mismatch.*expected [0-9a-f]{32}"):
         load_idx(DataConfig(name="mnist", root=str(tmp_path / "root")), source)
 
 
@@ -154,7 +217,7 @@ def test_data_root_missing_files_or_folder_is_a_clear_error(tmp_path):
     files = write_fake_mnist(tmp_path / "root")
     source = source_for(files)
     files["test_images"].unlink()
-    with pytest.raises(PrunelabError, match=r"t10k-images-idx3-ubyte\.gz or t10k-images-idx3-ubyte not found"):
+    with pytest.raises(PrunelabError, match=r"t10k-images-idx3-ubyte\.gz or t10k-images-idx3-ubyte or .*t10k-images\.idx3-ubyte\.gz not found"):
         load_idx(DataConfig(name="mnist", root=str(tmp_path / "root")), source)
     with pytest.raises(PrunelabError, match=r"data.root '.*nowhere' does not exist"):
         load_idx(DataConfig(name="mnist", root=str(tmp_path / "nowhere")), source)

@@ -10,70 +10,24 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from project import copy_project, runs, sh  # tests/ is on sys.path: the helpers shared with test_faults
 
-ROOT = Path(__file__).resolve().parents[1]
-# Top-level paths that are built, not source; the copy gets none of them.
-GENERATED = {".git", ".venv", "mlruns", "models", "metrics", "results", "dvc.lock", ".pytest_cache"}
 TINY = {"model": {"hidden": [64, 32]}, "train": {"epochs": 2}, "finetune": {"epochs": 2}, "prune": {"sparsity": 0.9},
         "sweep": {"sparsities": [0.0, 0.5, 0.9], "finetune_epochs": 1}}
-
-
-def env() -> dict[str, str]:
-    e = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI", "DVC_EXP_NAME")}
-    e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
-    e.update(DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", TQDM_MININTERVAL="10",
-             GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
-    return e
-
-
-def sh(proj: Path, *cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    out = subprocess.run(cmd, cwd=proj, env=env(), capture_output=True, text=True, timeout=900)
-    if check and out.returncode != 0:
-        pytest.fail(f"{' '.join(cmd)} exited {out.returncode}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
-    return out
 
 
 def read_json(proj: Path, rel: str):
     return json.loads((proj / rel).read_text())
 
 
-def runs(proj: Path) -> list[dict]:
-    with sqlite3.connect(proj / "mlruns" / "mlflow.db") as db:
-        rows = db.execute("SELECT run_uuid, status, name FROM runs").fetchall()
-        tags = db.execute("SELECT run_uuid, key, value FROM tags").fetchall()
-    by_run = {r: {"id": r, "status": s, "name": n, "tags": {}} for r, s, n in rows}
-    for run, key, value in tags:
-        by_run[run]["tags"][key] = value
-    return list(by_run.values())
-
-
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory) -> Path:
-    proj = tmp_path_factory.mktemp("e2e") / "prunelab"
-    def ignore(folder: str, names: list[str]) -> list[str]:
-        top = Path(folder) == ROOT
-        dvc_state = Path(folder) == ROOT / ".dvc"
-        data = Path(folder) == ROOT / "data"  # only data/local (its README) is in git
-        return [n for n in names if n == "__pycache__" or (top and n in GENERATED)
-                or (dvc_state and n in ("tmp", "cache")) or (data and n != "local")]
-
-    shutil.copytree(ROOT, proj, ignore=ignore)
-    params = yaml.safe_load((proj / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh(proj, "git", "init", "-q")
-    sh(proj, "git", "add", "-A")
-    sh(proj, "git", "commit", "-qm", "tiny")
+    proj = copy_project(tmp_path_factory.mktemp("e2e") / "prunelab", TINY)
     sh(proj, "dvc", "repro")
     return proj
 

@@ -69,3 +69,50 @@ def test_nested_point_runs_belong_to_their_stage_run(store):
     children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent]
     assert len(found) == 3 and len(children) == 2
     assert all(r.info.status == "FINISHED" for r in found)
+
+
+def test_an_interrupted_stage_marks_its_run_and_its_points_killed(store):
+    _, client = store
+    with pytest.raises(KeyboardInterrupt):
+        with tracking.start_run("sweep weight", params={}, tags=tracking.run_tags("sweep")):
+            with tracking.start_run("sweep weight 0.5", params={}, tags=tracking.run_tags("sweep"), nested=True):
+                raise KeyboardInterrupt
+    assert [r.info.status for r in runs(client())] == ["KILLED", "KILLED"]
+
+
+def test_runs_record_their_owner_and_orphans_of_dead_processes_are_marked_killed(store, capsys):
+    import subprocess
+    import sys
+
+    _, client = store
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with tracking.start_run("train_baseline", params={}, tags=tracking.run_tags("train_baseline")) as alive_id:
+        pass
+    experiment = tracking.init_store()
+    orphan = client().create_run(experiment, run_name="finetune",
+                                 tags={**tracking.process_tags(), tracking.PID_TAG: dead.stdout.strip()})
+    client().create_run(experiment, run_name="prune", tags=tracking.process_tags())  # this process: alive
+    client().create_run(experiment, run_name="other host",  # not ours to judge
+                        tags={**tracking.process_tags(), tracking.HOST_TAG: "elsewhere", tracking.PID_TAG: "1"})
+    assert client().get_run(alive_id).data.tags[tracking.PID_TAG] == str(__import__("os").getpid())
+    assert tracking.reap_dead_runs(experiment) == [orphan.info.run_id]
+    status = {r.info.run_name: r.info.status for r in runs(client())}
+    assert status == {"train_baseline": "FINISHED", "finetune": "KILLED", "prune": "RUNNING", "other host": "RUNNING"}
+    assert f"marked 1 run(s) KILLED whose process (pid {dead.stdout.strip()}) is gone: finetune" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("uri", "error", "expected"), [
+    ("http://127.0.0.1:9", ConnectionError("HTTPConnectionPool: Max retries exceeded ([Errno 111] Connection refused)"),
+     "tracking server http://127.0.0.1:9 is unreachable (Connection refused): start it, or unset MLFLOW_TRACKING_URI"),
+    ("sqlite:///x.db", RuntimeError("(sqlite3.OperationalError) attempt to write a readonly database"),
+     "tracking store sqlite:///x.db is read-only: make it writable again"),
+    ("sqlite:///x.db", RuntimeError("(sqlite3.OperationalError) database is locked"),
+     "tracking store sqlite:///x.db is locked by another process"),
+    ("sqlite:///x.db", ValueError("something new\nwith detail"), "tracking store sqlite:///x.db failed: outer wrapper"),
+])
+def test_store_failures_are_one_line_saying_what_to_do(uri, error, expected):
+    try:
+        raise RuntimeError("outer wrapper") from error
+    except RuntimeError as exc:
+        message = tracking.describe_failure(exc, uri)
+    assert message.startswith(expected) and "\n" not in message

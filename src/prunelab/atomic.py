@@ -17,11 +17,22 @@ from pathlib import Path
 from typing import Any
 
 
+TMP_PATTERN = ".{name}.*.tmp"  # ignored by git and DVC (.gitignore, .dvcignore)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``."""
+    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+
+    A writer killed outright (SIGKILL, power loss) cannot remove its temporary file: the
+    next write of the same output does. Only one stage writes an output, and DVC runs one
+    stage per workspace at a time, so such a file is never another writer's.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(TMP_PATTERN.format(name=target.name)):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
@@ -52,6 +63,53 @@ def write_torch(path: str | os.PathLike[str], obj: Any) -> Path:
             torch.save(obj, fh)
 
     return write_with(path, save)
+
+
+def read_torch(path: str | os.PathLike[str], what: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+    """``torch.load(weights_only=True)`` of a file a stage wrote: a dict of tensors and plain values.
+
+    Anything else (unreadable, truncated, foreign, holding Python objects, missing ``keys``)
+    is one PrunelabError naming the file, what was expected and what to rerun. It never
+    suggests unpickling: torch's own message for a refused pickle advises exactly that.
+    """
+    import pickle
+
+    import torch
+
+    from prunelab.errors import PrunelabError
+
+    path = Path(path)
+    expected = f"expected {what} written by prunelab; {rerun_hint(path)}"
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise PrunelabError(f"{path}: refused: it holds Python objects, not only tensors and plain values, "
+                            f"and prunelab never unpickles code; {expected}") from None
+    except Exception as exc:  # noqa: BLE001  (zip reader RuntimeError, EOFError, OSError, ...: all mean unreadable)
+        raise PrunelabError(f"{path}: unreadable or truncated ({reason(exc)}); {expected}") from None
+    if not isinstance(blob, dict):
+        raise PrunelabError(f"{path}: holds a {type(blob).__name__}, not a prunelab file; {expected}")
+    if missing := [k for k in keys if k not in blob]:
+        raise PrunelabError(f"{path}: not a prunelab file (no {', '.join(map(repr, missing))}); {expected}")
+    return blob
+
+
+def rerun_hint(path: str | os.PathLike[str]) -> str:
+    """What to do about a bad file a stage wrote: rerun that stage."""
+    from prunelab.paths import writer
+
+    stage = writer(path)
+    return f"rerun the {stage} stage (`dvc repro -f {stage}`)" if stage else "write it again with prunelab"
+
+
+def reason(exc: BaseException) -> str:
+    """An exception's message in one short line: its first sentence (and what a trailing colon announces)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = " ".join(lines[:2]) if lines[0].endswith(":") else lines[0]
+    text = text.split(". ")[0].rstrip(".")
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

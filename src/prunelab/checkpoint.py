@@ -25,6 +25,7 @@ from prunelab.config import ModelConfig
 from prunelab.errors import PrunelabError
 
 FORMAT_VERSION = 1
+KEYS = ("format_version", "model_cfg", "input_shape", "num_classes", "state_dict", "masks", "meta")
 
 
 @dataclass
@@ -58,16 +59,23 @@ def load(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.exists():
         raise PrunelabError(f"checkpoint {path} is missing: run the stage that writes it (dvc repro)")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
+    blob = atomic.read_torch(path, "a model checkpoint", KEYS)
     if blob.get("format_version") != FORMAT_VERSION:
         raise PrunelabError(f"{path} was written by another prunelab version: rerun its stage")
-    cfg = ModelConfig(**blob["model_cfg"])
-    shape, classes = tuple(blob["input_shape"]), int(blob["num_classes"])
-    model = MODELS.get(cfg.name)(cfg, shape, classes)
-    resize_to(model, blob["state_dict"], path)
-    model.load_state_dict(blob["state_dict"])
-    masks = {k: v.float() for k, v in blob["masks"].items()}
-    return Checkpoint(model, cfg, shape, classes, masks, dict(blob["meta"]))
+    try:
+        cfg = ModelConfig(**blob["model_cfg"])
+        shape, classes = tuple(int(d) for d in blob["input_shape"]), int(blob["num_classes"])
+        model = MODELS.get(cfg.name)(cfg, shape, classes)
+        resize_to(model, blob["state_dict"], path)
+        model.load_state_dict(blob["state_dict"])
+        masks = {k: v.float() for k, v in blob["masks"].items()}
+        meta = dict(blob["meta"])
+    except PrunelabError as exc:  # a config this prunelab refuses (ConfigError), a layer it cannot rebuild
+        raise PrunelabError(f"{path}: not a checkpoint this prunelab can load ({exc}); {atomic.rerun_hint(path)}") from None
+    except (TypeError, ValueError, RuntimeError, AttributeError, KeyError) as exc:
+        raise PrunelabError(f"{path}: its contents do not fit a prunelab model ({atomic.reason(exc)}); "
+                            f"{atomic.rerun_hint(path)}") from None
+    return Checkpoint(model, cfg, shape, classes, masks, meta)
 
 
 def _resized(module: nn.Module, weight: torch.Tensor) -> nn.Module | None:

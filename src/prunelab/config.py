@@ -54,11 +54,16 @@ class DataConfig(Section):
     augment: bool = False  # random crop + horizontal flip of training batches (off: R1/R2 train without)
 
     def __post_init__(self) -> None:
-        from prunelab.data import DATASETS, NEEDS_ROOT
+        from prunelab.data import DATASETS, EMBEDDED, NEEDS_ROOT
 
         check_choice(self.key("name"), self.name, DATASETS.names())
         if self.root is not None and (not isinstance(self.root, str) or not self.root.strip()):
             raise ConfigError(self.key("root"), self.root, "a folder path, or null to download")
+        if self.root is not None and self.name in EMBEDDED:
+            raise ConfigError(self.key("root"), self.root,
+                              f"null with data.name {self.name!r}: it ships inside {EMBEDDED[self.name]} "
+                              "and reads no files (a folder of your own files is data.name: imagefolder, "
+                              "or mnist / fashion-mnist / cifar10 / realwaste in their published form)")
         if self.root is None and self.name in NEEDS_ROOT:
             raise ConfigError(self.key("root"), self.root,
                               f"a folder of class sub-folders of images (data.name is {self.name!r})")

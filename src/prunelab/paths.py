@@ -34,6 +34,15 @@ SWEEP_PNG = PLOTS_DIR / "sweep.png"
 SWEEP_PARAMS_PNG = PLOTS_DIR / "sweep_params.png"  # the same curves against parameters left
 SWEEP_SUMMARY = RESULTS_DIR / "sweep_summary.json"
 
+# which stage writes each file that later stages load, so an error can say what to rerun
+WRITTEN_BY = {PREPARED_DATA: "fetch_data", BASELINE_MODEL: "train_baseline", PRUNED_MODEL: "prune",
+              FINETUNED_MODEL: "finetune"}
+
+
+def writer(path: str | os.PathLike[str]) -> str | None:
+    """The stage that writes ``path`` (None for a file no stage writes)."""
+    return WRITTEN_BY.get(Path(path))
+
 
 def sweep_result(method: str) -> Path:
     return SWEEP_DIR / f"{method}.json"

@@ -1,8 +1,10 @@
 """What every stage script shares: clean failure and one place to read params.
 
-``run(main)`` turns a PrunelabError (bad params, missing input) into one clear line on
-stderr and exit code 2, with no traceback; SIGTERM (``dvc queue kill``) becomes an
-exception so an open MLflow run is marked FAILED instead of left RUNNING.
+``run(main)`` turns a PrunelabError (bad params, missing or unreadable input, a tracking
+store that cannot be used) into one clear line on stderr and exit code 2, with no
+traceback. Ctrl-C prints "interrupted" and exits 130, SIGTERM (``dvc queue kill``)
+"terminated" and exits 143; either way the open MLflow run is marked KILLED and every
+output keeps its previous content (outputs are written atomically).
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from collections.abc import Callable
 
 from prunelab.errors import PrunelabError
 
+EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 128 + signal.SIGINT, 128 + signal.SIGTERM
+
 
 def _terminate(signum, frame):  # noqa: ARG001
-    raise SystemExit(128 + signum)
+    raise SystemExit(EXIT_TERMINATED)  # unwinds like Ctrl-C: tracking marks the run KILLED
 
 
 def after_epoch(record: dict) -> None:
@@ -31,4 +35,12 @@ def run(main: Callable[[], None]) -> None:
         main()
     except PrunelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the run is marked KILLED; outputs keep their previous content", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except SystemExit as exc:
+        if exc.code == EXIT_TERMINATED:
+            print("\nterminated (SIGTERM): the run is marked KILLED; outputs keep their previous content",
+                  file=sys.stderr)
+        raise

@@ -4,20 +4,32 @@ Store: ``sqlite:///<repo root>/mlruns/mlflow.db`` with artifacts under ``<repo r
 The repo root comes from DVC_ROOT when set, so queued and temporary experiments log to
 the main repository, not to their throw-away copy. MLFLOW_TRACKING_URI overrides the
 store and PRUNELAB_MLFLOW_EXPERIMENT the experiment name ("prunelab").
+
+Faults: a run is started before a stage computes anything, with a short HTTP timeout and
+few retries (``START_HTTP``), so a store that is down, read-only or locked costs seconds
+and no work, and is reported as one line (``TrackingError``). Every run records the host
+and process that own it; a stage that finds RUNNING runs of this host whose process is
+gone marks them KILLED. A run interrupted by Ctrl-C or SIGTERM ends KILLED, a run whose
+stage fails ends FAILED.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
+import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from prunelab import paths
+from prunelab.errors import PrunelabError
 
 # No network from this project: never send telemetry.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -27,6 +39,16 @@ import mlflow  # noqa: E402
 from mlflow.entities import Metric  # noqa: E402
 
 DEFAULT_EXPERIMENT = "prunelab"
+# MLflow's HTTP client while a run starts: ~2 s to give up on a dead server instead of ~4 min
+# (its defaults: 7 retries, 120 s timeout). Variables you set yourself win.
+START_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+# tags that say which process owns a run (see reap_dead_runs)
+HOST_TAG, PID_TAG, STARTED_TAG = "prunelab.host", "prunelab.pid", "prunelab.process_start"
+
+
+class TrackingError(PrunelabError):
+    """The tracking store cannot be used: unreachable, read-only, locked or broken."""
 
 
 def tracking_uri() -> str:
@@ -49,7 +71,8 @@ def init_store() -> str:
     if key in _experiment_ids:
         mlflow.set_tracking_uri(key[0])
         return _experiment_ids[key]
-    _experiment_ids[key] = _create_store()
+    with store_errors():
+        _experiment_ids[key] = _create_store()
     return _experiment_ids[key]
 
 
@@ -63,6 +86,131 @@ def _create_store() -> str:
         if exp is not None:
             return exp.experiment_id
         return mlflow.create_experiment(experiment_name(), artifact_location=(mlruns / "artifacts").as_uri())
+
+
+# MLflow's SQL store logs every database error with its traceback before raising it; the
+# error is reported once, as one line, by store_errors
+_DB_LOGGER = logging.getLogger("mlflow.store.db.utils")
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM during a store call; they arrive as soon as it returns.
+
+    An interrupt raised inside a database write leaves MLflow's session broken, and then
+    the run could not even be marked KILLED.
+    """
+    held = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def store_errors(starting: bool = True) -> Iterator[None]:
+    """Any failure of the store as one ``TrackingError`` line; while ``starting``, short HTTP patience.
+
+    Signals are held for the duration (``_signals_held``).
+    """
+    with _signals_held(), _store_errors(starting):
+        yield
+
+
+@contextlib.contextmanager
+def _store_errors(starting: bool) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in START_HTTP}
+    if starting:
+        for k, v in START_HTTP.items():
+            os.environ.setdefault(k, v)
+    level = _DB_LOGGER.level
+    _DB_LOGGER.setLevel(logging.CRITICAL)
+    try:
+        yield
+    except PrunelabError:
+        raise
+    except Exception as exc:  # noqa: BLE001  (mlflow, SQLAlchemy, requests: whatever the store raised)
+        raise TrackingError(describe_failure(exc, tracking_uri())) from None
+    finally:
+        _DB_LOGGER.setLevel(level)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def describe_failure(exc: BaseException, uri: str) -> str:
+    """One line: what is wrong with the store at ``uri`` and what to do about it."""
+    chain, seen = [], set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        chain.append(str(exc))
+        exc = exc.__cause__ or exc.__context__
+    text = " ".join(" ".join(chain).split())
+    local = f"sqlite:///{paths.mlruns_dir() / 'mlflow.db'}"
+    if uri.startswith(("http://", "https://")):
+        cause = next((c for c in ("Connection refused", "timed out", "Name or service not known",
+                                  "No route to host", "Failed to establish") if c in text), None)
+        if cause or "Max retries exceeded" in text:
+            return (f"tracking server {uri} is unreachable ({cause or 'no answer'}): start it, or unset "
+                    f"MLFLOW_TRACKING_URI to log to the local store {local}")
+    if "readonly database" in text or "read-only" in text or "Read-only file system" in text:
+        return (f"tracking store {uri} is read-only: make it writable again (e.g. `chattr -i` or `chmod u+w` "
+                "on the database file), or set MLFLOW_TRACKING_URI to a writable store")
+    if "database is locked" in text:
+        return (f"tracking store {uri} is locked by another process: wait for it to finish, "
+                "or set MLFLOW_TRACKING_URI to another store")
+    if "unable to open database file" in text or "Permission denied" in text:
+        return (f"tracking store {uri} cannot be opened (permissions, or a missing folder): fix them, "
+                "or set MLFLOW_TRACKING_URI to a store you can write")
+    first = chain[0].strip().splitlines()[0][:200] if chain and chain[0].strip() else "unknown error"
+    return f"tracking store {uri} failed: {first}"
+
+
+def _process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot; Linux), so a reused PID is not taken for it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22 of stat, counted after the command name
+
+
+def process_tags() -> dict[str, str]:
+    pid = os.getpid()
+    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), STARTED_TAG: _process_start(pid) or ""}
+
+
+def _alive(pid: str | None, started: str | None) -> bool:
+    if not pid or not pid.isdigit():
+        return True  # no owner recorded: not ours to judge
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    now = _process_start(int(pid))
+    return not (started and now and now != started)
+
+
+def reap_dead_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED every RUNNING run of this host whose process is gone (SIGKILL, power loss); return their names."""
+    client = mlflow.tracking.MlflowClient()
+    host = socket.gethostname().replace("'", "")
+    runs = client.search_runs([experiment_id], max_results=1000,
+                              filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
+    dead = [r for r in runs if not _alive(r.data.tags.get(PID_TAG), r.data.tags.get(STARTED_TAG))]
+    for r in dead:
+        client.set_terminated(r.info.run_id, "KILLED")
+    if dead:
+        names = ", ".join(sorted({r.info.run_name or r.info.run_id for r in dead}))
+        pids = ", ".join(sorted({r.data.tags[PID_TAG] for r in dead}))
+        print(f"tracking: marked {len(dead)} run(s) KILLED whose process (pid {pids}) is gone: {names}",
+              file=sys.stderr)
+    return [r.info.run_id for r in dead]
 
 
 def git_commit() -> str:
@@ -99,12 +247,39 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 @contextlib.contextmanager
 def start_run(run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, str],
               nested: bool = False) -> Iterator[str]:
-    """A run that ends FINISHED, or FAILED if the block raises; yields its run id."""
-    with mlflow.start_run(run_name=run_name, experiment_id=init_store(), nested=nested,
-                          tags=dict(tags)) as run:
-        if params:
-            mlflow.log_params({k: _param_value(v) for k, v in flatten(params).items()})
+    """A run that ends FINISHED, FAILED if the block raises, KILLED if it is interrupted; yields its id.
+
+    Starting it checks the store (see the module docstring): call it before computing.
+    """
+    experiment = init_store()
+    with store_errors():
+        if not nested:
+            reap_dead_runs(experiment)
+        run = mlflow.start_run(run_name=run_name, experiment_id=experiment, nested=nested,
+                               tags={**tags, **process_tags()})
+        try:
+            if params:
+                mlflow.log_params({k: _param_value(v) for k, v in flatten(params).items()})
+        except BaseException:
+            _end("FAILED")
+            raise
+    try:
         yield run.info.run_id
+    except Exception:
+        _end("FAILED")
+        raise
+    except BaseException:  # KeyboardInterrupt (Ctrl-C), SystemExit (SIGTERM, see stage.py)
+        _end("KILLED")
+        raise
+    with store_errors(starting=False):
+        mlflow.end_run("FINISHED")
+
+
+def _end(status: str) -> None:
+    """End the active run while an error or interrupt unwinds: a store that fails now must not
+    hide the reason (the run stays RUNNING, and the next stage marks it KILLED)."""
+    with contextlib.suppress(Exception), _signals_held():
+        mlflow.end_run(status)
 
 
 def _param_value(value: Any) -> Any:
@@ -113,7 +288,8 @@ def _param_value(value: Any) -> Any:
 
 def log_metrics(metrics: Mapping[str, float | None], step: int | None = None) -> None:
     """Log the numbers; a None (say, target_sparsity of a threshold-pruned model) is no metric."""
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=step)
+    with store_errors(starting=False):
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=step)
 
 
 def log_history(history: list[Mapping[str, float]], prefix: str = "") -> None:
@@ -123,14 +299,16 @@ def log_history(history: list[Mapping[str, float]], prefix: str = "") -> None:
                for rec in history for k, v in rec.items() if k != "epoch"]
     client = mlflow.tracking.MlflowClient()
     run_id = mlflow.active_run().info.run_id
-    for start in range(0, len(metrics), 1000):  # the store's per-call limit
-        client.log_batch(run_id, metrics=metrics[start:start + 1000])
+    with store_errors(starting=False):
+        for start in range(0, len(metrics), 1000):  # the store's per-call limit
+            client.log_batch(run_id, metrics=metrics[start:start + 1000])
 
 
 def log_artifacts(files: list[str | Path], artifact_path: str | None = None) -> None:
-    for f in files:
-        if Path(f).exists():
-            mlflow.log_artifact(str(f), artifact_path=artifact_path)
+    with store_errors(starting=False):
+        for f in files:
+            if Path(f).exists():
+                mlflow.log_artifact(str(f), artifact_path=artifact_path)
 
 
 def log_model(model, name: str, input_example) -> None:
@@ -139,5 +317,5 @@ def log_model(model, name: str, input_example) -> None:
     import torch
 
     requirements = [f"torch=={torch.__version__.split('+')[0]}"]
-    mlflow.pytorch.log_model(model, name=name, input_example=input_example,
-                             pip_requirements=requirements)
+    with store_errors(starting=False):
+        mlflow.pytorch.log_model(model, name=name, input_example=input_example, pip_requirements=requirements)

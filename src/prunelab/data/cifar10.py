@@ -1,11 +1,13 @@
 """cifar10: the standard python distribution (``cifar-10-python.tar.gz``), official train / test split.
 
-Sources: ``data.root`` holding the tarball (verified against its published MD5), or the
-extracted ``cifar-10-batches-py/`` folder, either inside ``data.root`` or as ``data.root``
-itself (each batch file verified against its published MD5); with ``data.root`` set the
+Sources: ``data.root`` holding the tarball, or the extracted ``cifar-10-batches-py/``
+folder, either inside ``data.root`` or as ``data.root`` itself; with ``data.root`` set the
 network is never touched. Otherwise the tarball is downloaded from the authors' site into
-the download cache. The tarball's members are read in memory (nothing is extracted to
-disk) and verified too. Batches are Python pickles, read with ``safe_pickle`` so a
+the download cache (verified against the tarball's published MD5). The content that is
+verified is the seven batch files: each is checked against its published MD5 whether it
+is read from a folder or from the tarball's members in memory (nothing is extracted to
+disk), so a local tarball repacked or recompressed at any level is accepted while any
+changed batch is refused by name. Batches are Python pickles, read with ``safe_pickle`` so a
 tampered file cannot run code. Validation is carved out of the 50,000 training images,
 stratified with the seed; the official test batch is the test set (``data.test_fraction``
 and ``data.image_size`` are not used: the images stay 3 x 32 x 32).
@@ -21,7 +23,7 @@ import numpy as np
 import torch
 
 from prunelab.data import DATASETS, safe_pickle
-from prunelab.data.download import verify, verify_bytes
+from prunelab.data.download import verify_bytes
 from prunelab.data.sources import RemoteFile, Source, download_all, local_root
 from prunelab.data.spec import DataSpec, Split
 from prunelab.data.split import stratified_split
@@ -51,7 +53,7 @@ def read_archive(path: Path, batch_md5: dict[str, str]) -> dict[str, object]:
     wanted = {f"{FOLDER}/{name}": name for name in (*TRAIN, TEST, META)}
     found: dict[str, object] = {}
     try:
-        with tarfile.open(path, "r:gz") as tar:
+        with tarfile.open(path, "r:*") as tar:  # gzip at any level, or another compression, or none
             for info in tar:
                 name = wanted.get(info.name.removeprefix("./"))
                 if name is not None and (fh := tar.extractfile(info)) is not None:
@@ -116,8 +118,7 @@ def load(cfg, seed: int, *, source: Source = SOURCE, batch_md5: dict[str, str] =
          cache: Path | None = None) -> DataSpec:
     if cfg.root is not None:
         root = local_root(cfg.root)
-        if (archive := root / ARCHIVE).is_file():
-            verify(archive, source.files["archive"].md5)
+        if (archive := root / ARCHIVE).is_file():  # its members are the content that is verified
             blobs, prefix = read_archive(archive, batch_md5), f"{archive}:{FOLDER}/"
         elif folder := next((f for f in (root / FOLDER, root) if (f / TRAIN[0]).is_file()), None):
             blobs, prefix = read_folder(folder, batch_md5), f"{folder}/"

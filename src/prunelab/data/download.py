@@ -10,6 +10,7 @@ taken for a good file, and rerunning simply continues where it stopped.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import http.client
 import os
@@ -34,10 +35,48 @@ def md5sum(path: str | Path, chunk: int = CHUNK) -> str:
     return digest.hexdigest()
 
 
-def verify(path: str | Path, md5: str | None) -> Path:
-    """Return ``path`` if its MD5 is ``md5`` (or no checksum is published); else raise, naming both."""
-    if md5 is not None:
-        check_md5(md5sum(path), md5, str(path))
+def content_md5sum(path: str | Path, chunk: int = CHUNK) -> str:
+    """MD5 of the data a file holds: of its decompressed bytes if it is gzip (any level, any
+    header), else of the file itself. A recompressed copy of a published file has the same."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        gzipped = fh.read(2) == b"\x1f\x8b"
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with (gzip.open if gzipped else open)(path, "rb") as fh:
+            for block in iter(lambda: fh.read(chunk), b""):
+                digest.update(block)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError; a cut-off stream is EOFError
+        raise PrunelabError(f"{path}: truncated or corrupt gzip file ({exc})") from None
+    return digest.hexdigest()
+
+
+def mismatch(path: str | Path, md5: str | None, content_md5: str | None = None) -> str | None:
+    """Why ``path`` is not the published file (None: it is, or nothing is published to check).
+
+    The file is genuine if it is byte for byte the published one (``md5``) or if the data
+    it holds, decompressed, is the published data (``content_md5``): what matters is the
+    content, not the compressor that wrapped it.
+    """
+    if md5 is None and content_md5 is None:
+        return None
+    got = md5sum(path) if md5 is not None else None
+    if got is not None and got == md5:
+        return None
+    if content_md5 is not None:
+        content = content_md5sum(path)
+        if content == content_md5:
+            return None
+        return (f"content checksum mismatch: the data's md5 is {content}, expected {content_md5} "
+                "(the file is corrupt, truncated or not the published data, however it is compressed)")
+    return (f"checksum mismatch: md5 is {got}, expected {md5} "
+            "(the file is corrupt, truncated or not the published one)")
+
+
+def verify(path: str | Path, md5: str | None, content_md5: str | None = None) -> Path:
+    """Return ``path`` if it is genuine (see ``mismatch``); else raise, naming the file and both checksums."""
+    if (reason := mismatch(path, md5, content_md5)) is not None:
+        raise PrunelabError(f"{path}: {reason}")
     return Path(path)
 
 
@@ -81,18 +120,20 @@ def _transfer(url: str, part: Path) -> None:
         raise PrunelabError(f"connection closed after {size} of {total} bytes")
 
 
-def fetch(filename: str, md5: str | None, mirrors: list[str] | tuple[str, ...], cache_dir: str | Path) -> Path:
+def fetch(filename: str, md5: str | None, mirrors: list[str] | tuple[str, ...], cache_dir: str | Path,
+          content_md5: str | None = None) -> Path:
     """Return ``cache_dir/filename``, downloading it from the first mirror that works.
 
-    A cached file is reused only if its checksum still matches. ``md5`` is None for files
-    whose publisher gives no checksum; their readers check structure instead (e.g. a zip's
-    CRCs).
+    A cached file is reused only while it is genuine (``mismatch``). ``md5`` and
+    ``content_md5`` are None for files whose publisher gives no checksum; their readers
+    check structure instead (e.g. a zip's CRCs).
     """
     cache_dir = Path(cache_dir)
     target = cache_dir / filename
     if target.exists():
-        if md5 is None or md5sum(target) == md5:
-            return target
+        with contextlib.suppress(PrunelabError):  # an unreadable cached copy is fetched again
+            if mismatch(target, md5, content_md5) is None:
+                return target
         target.unlink()  # a stale or corrupted copy: fetch it again
     cache_dir.mkdir(parents=True, exist_ok=True)
     part = cache_dir / f".{filename}.part"
@@ -105,8 +146,12 @@ def fetch(filename: str, md5: str | None, mirrors: list[str] | tuple[str, ...], 
             reason = getattr(exc, "reason", None) or exc
             errors.append(f"{url}: {reason}")
             continue
-        if md5 is not None and (got := md5sum(part)) != md5:
-            errors.append(f"{url}: checksum mismatch (md5 {got}, expected {md5})")
+        try:
+            reason = mismatch(part, md5, content_md5)
+        except PrunelabError as exc:  # complete by length, but not a readable gzip
+            reason = str(exc)
+        if reason is not None:
+            errors.append(f"{url}: {reason}")
             part.unlink()  # a complete but wrong file: never resume from it
             continue
         os.replace(part, target)

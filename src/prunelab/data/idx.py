@@ -1,13 +1,15 @@
 """Reader for the IDX format that MNIST and Fashion-MNIST are distributed in.
 
 Layout (big-endian): two zero bytes, a dtype code, the number of dimensions, one uint32
-per dimension, then the data. Files may be gzip-compressed. Every mismatch names the file.
+per dimension, then the data. Files may be gzip-compressed (recognised by their first
+bytes, whatever the name). Every mismatch names the file.
 """
 
 from __future__ import annotations
 
 import gzip
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +22,9 @@ _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E
 def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raw = path.read_bytes()
+        raw = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise PrunelabError(f"{path}: cannot read IDX file ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _DTYPES:
         raise PrunelabError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")

@@ -1,9 +1,11 @@
 """mnist and fashion-mnist: the four standard IDX files, official train / test split.
 
-Sources: ``data.root`` holding the four ``*-ubyte.gz`` files (verified against their
-published MD5) or the extracted ``*-ubyte`` files (checked by the IDX reader's size and
-header checks, as no checksum is published for them), directly or in torchvision's
-``<Name>/raw`` layout; otherwise the public mirrors (the ones torchvision uses).
+Sources: ``data.root`` holding the four files in any genuine form: the published
+``*-ubyte.gz``, the same data recompressed at any level, or extracted (``*-ubyte``, or
+``*.idx3-ubyte`` as some distributions name them), directly or in torchvision's
+``<Name>/raw`` layout; otherwise the public mirrors (the ones torchvision uses). What is
+verified is the content: the MD5 of the decompressed IDX data, which is published too
+(a byte-identical published .gz is accepted by its own MD5 without decompressing).
 Validation is carved out of the official training split, stratified with the seed; the
 official test split is the test set (``data.test_fraction`` is not used).
 """
@@ -27,16 +29,24 @@ KEYS = ("train_images", "train_labels", "test_images", "test_labels")
 STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-def _source(mirrors: list[str], md5s: list[str]) -> Source:
-    return Source({k: RemoteFile(f"{stem}.gz", md5) for k, stem, md5 in zip(KEYS, STEMS, md5s)}, tuple(mirrors))
+def _source(mirrors: list[str], md5s: list[str], content_md5s: list[str]) -> Source:
+    files = {k: RemoteFile(f"{stem}.gz", md5, content, (stem, stem.replace("-idx", ".idx")))
+             for k, stem, md5, content in zip(KEYS, STEMS, md5s, content_md5s)}
+    return Source(files, tuple(mirrors))
 
 
+# MD5s of the published .gz files, then of the IDX data inside them (as torchvision and
+# the datasets' own READMEs list them)
 MNIST = _source(["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
                 ["f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
-                 "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"])
+                 "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c"],
+                ["6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
+                 "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637"])
 FASHION_MNIST = _source(["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
                         ["8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
-                         "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"])
+                         "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310"],
+                        ["f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
+                         "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965"])
 DIGITS = tuple(str(d) for d in range(10))
 FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
@@ -65,8 +75,7 @@ def load(cfg, seed: int, *, name: str, source: Source, classes: tuple[str, ...],
          cache: Path | None = None) -> DataSpec:
     if cfg.root is not None:
         root = local_root(cfg.root)
-        files = {key: local_file(root, f, subdirs, extracted=f.name.removesuffix(".gz"))
-                 for key, f in source.files.items()}
+        files = {key: local_file(root, f, subdirs) for key, f in source.files.items()}
     else:
         files = download_all(source, name, cache)
     return from_files(files, cfg, seed, name, classes)

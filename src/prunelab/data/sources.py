@@ -20,7 +20,9 @@ from prunelab.errors import PrunelabError
 @dataclass(frozen=True)
 class RemoteFile:
     name: str  # file name as published, e.g. "train-images-idx3-ubyte.gz"
-    md5: str | None  # published checksum; None where the publisher gives none
+    md5: str | None  # published checksum of the file; None where the publisher gives none
+    content_md5: str | None = None  # published checksum of the data it holds, decompressed
+    extracted: tuple[str, ...] = ()  # names the decompressed file goes by (checked by content_md5)
 
 
 @dataclass(frozen=True)
@@ -56,17 +58,20 @@ def cache_dir(dataset: str) -> Path:
 def download_all(source: Source, dataset: str, cache: Path | None = None) -> dict[str, Path]:
     """Every file of ``source``, downloaded (or reused from the cache) and verified."""
     cache = cache or cache_dir(dataset)
-    return {key: fetch(f.name, f.md5, source.mirrors, cache) for key, f in source.files.items()}
+    return {key: fetch(f.name, f.md5, source.mirrors, cache, f.content_md5) for key, f in source.files.items()}
 
 
-def local_file(root: Path, file: RemoteFile, subdirs: Iterable[str], extracted: str | None = None) -> Path:
-    """``file`` under ``root``, verified; or its ``extracted`` form (no published checksum: readers check format)."""
+def local_file(root: Path, file: RemoteFile, subdirs: Iterable[str]) -> Path:
+    """``file`` under ``root`` (or one of its ``extracted`` forms, gzipped again or not), verified.
+
+    Any genuine copy is accepted: the published file, the same data recompressed at any
+    level, or extracted; a copy whose data differs is refused by name.
+    """
     subdirs = list(subdirs)
-    found = find(root, [file.name], subdirs)
+    names = list(dict.fromkeys([file.name, *(n for e in file.extracted for n in (e, f"{e}.gz"))]))
+    found = find(root, names, subdirs)
     if found is not None:
-        return verify(found, file.md5)
-    if extracted is not None and (found := find(root, [extracted], subdirs)) is not None:
-        return found
-    wanted = file.name + (f" or {extracted}" if extracted else "")
+        return verify(found, file.md5, file.content_md5)
+    wanted = " or ".join(names)
     where = ", ".join(str(root / s) if s else str(root) for s in subdirs)
     raise PrunelabError(f"data.root: {wanted} not found (looked in {where})")

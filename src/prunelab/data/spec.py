@@ -80,8 +80,11 @@ def load_prepared(path: str | Path) -> DataSpec:
     path = Path(path)
     if not path.exists():
         raise PrunelabError(f"prepared dataset {path} is missing: run the fetch_data stage (dvc repro fetch_data)")
-    blob = torch.load(path, weights_only=True)
+    splits = [f"{part}_{kind}" for part in ("train", "val", "test") for kind in ("images", "labels")]
+    blob = atomic.read_torch(path, "a prepared dataset", ("format_version", "name", "classes", *splits))
     if blob.get("format_version") != FORMAT_VERSION:
         raise PrunelabError(f"{path} was written by another prunelab version: rerun fetch_data")
     parts = {part: Split(blob[f"{part}_images"], blob[f"{part}_labels"]) for part in ("train", "val", "test")}
+    if not all(isinstance(t, torch.Tensor) for s in parts.values() for t in (s.images, s.labels)):
+        raise PrunelabError(f"{path}: not a prepared dataset (its splits are not tensors); rerun fetch_data")
     return DataSpec(name=blob["name"], classes=tuple(blob["classes"]), **parts)
