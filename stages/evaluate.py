@@ -22,7 +22,8 @@ def main() -> None:
     meta = tuned.meta
     tags = tracking.run_tags("evaluate", dataset=data.name, model=tuned.model_cfg.name,
                              method=meta.get("method"), sparsity=meta.get("sparsity"))
-    with tracking.start_run("evaluate", params={}, tags=tags):
+    with tracking.start_run("evaluate", params={}, tags=tags,
+                            dataset=(paths.PREPARED_DATA, data.name, "evaluation")):
         layers = prunable_layers(tuned.model, meta.get("include_classifier", False))
         tuned_subject = Subject(tuned.model, layers, split=data.test)
         metrics = (METRICS.get("test")(tuned_subject)

@@ -18,6 +18,7 @@ def main() -> None:
     with tracking.start_run("fetch_data", params={"data": data_params, "seed": seed}, tags=tags):
         spec = DATASETS.get(cfg.name)(cfg, seed)
         save_prepared(spec, paths.PREPARED_DATA)
+        tracking.log_dataset(paths.PREPARED_DATA, spec.name, "output")
         summary = spec.summary()
         atomic.write_json(paths.DATA_SUMMARY, summary)
         tracking.log_metrics({f"{k}_samples": v for k, v in summary.items() if k in ("train", "val", "test")})

@@ -31,7 +31,9 @@ def main() -> None:
     meta = pruned.meta
     tags = tracking.run_tags("finetune", dataset=data.name, model=pruned.model_cfg.name,
                              method=meta.get("method"), sparsity=meta.get("sparsity"))
-    with tracking.start_run("finetune", params={"finetune": cfg.as_dict(), "data.augment": augment, "seed": seed}, tags=tags):
+    run_params = {"finetune": cfg.as_dict(), "data.augment": augment, "seed": seed}
+    with tracking.start_run("finetune", params=run_params, tags=tags,
+                            dataset=(paths.PREPARED_DATA, data.name, "training")):
         model = pruned.model
         layers = prunable_layers(model, meta.get("include_classifier", False))
         if pruned.masks:  # structurally pruned models have no masks: the removed filters are gone

@@ -11,7 +11,7 @@ from prunelab import stage
 def main() -> None:
     from prunelab import atomic, config, paths
     from prunelab.plotting import sweep_figure
-    from prunelab.report import CURVE_COLUMNS, POINT_COLUMNS, curves, load_sweep, summary
+    from prunelab.report import CURVE_COLUMNS, POINT_COLUMNS, REGIMES, curves, load_sweep, summary
 
     cfg = config.section(config.load_params(), config.SweepConfig)
     points = {m: load_sweep(paths.sweep_result(m), m, cfg.sparsities) for m in cfg.methods}
@@ -19,7 +19,8 @@ def main() -> None:
     from prunelab import tracking
 
     tags = tracking.run_tags("plot", dataset=atomic.read_json(paths.DATA_SUMMARY)["dataset"])
-    with tracking.start_run("plot", params={"sweep": cfg.as_dict()}, tags=tags):
+    # named after the DVC experiment: runs compared side by side are told apart in MLflow's legends
+    with tracking.start_run(f"plot {tags['dvc_exp']}", params={"sweep": cfg.as_dict()}, tags=tags):
         atomic.write_csv(paths.SWEEP_CSV, [p for m in cfg.methods for p in points[m]], POINT_COLUMNS)
         atomic.write_csv(paths.CURVES_CSV, curves(points), CURVE_COLUMNS)
         result = summary(points, baseline["test_accuracy"], cfg.tolerance)
@@ -31,8 +32,10 @@ def main() -> None:
         sweep_figure(points, baseline, title, paths.SWEEP_PNG)
         sweep_figure(points, baseline, title, paths.SWEEP_PARAMS_PNG, x="params")
         tracking.log_metrics({f"{m}.{k}": v for m in cfg.methods for k, v in result[m].items()})
-        tracking.log_artifacts([paths.SWEEP_CSV, paths.CURVES_CSV, paths.SWEEP_SUMMARY, paths.SWEEP_PNG,
-                                paths.SWEEP_PARAMS_PNG])
+        tracking.log_curves(points, [regime for regime, _ in REGIMES])  # accuracy against k, in the chart view
+        tracking.log_table([p for m in cfg.methods for p in points[m]], POINT_COLUMNS, "sweep_table.json")
+        tracking.log_artifacts([paths.SWEEP_PNG, paths.SWEEP_PARAMS_PNG], artifact_path="figures")
+        tracking.log_artifacts([paths.SWEEP_CSV, paths.CURVES_CSV, paths.SWEEP_SUMMARY])
         print(f"plot: wrote {paths.SWEEP_PNG}, {paths.SWEEP_CSV}; summary {result}")
 
 

@@ -48,7 +48,7 @@ def main() -> None:
         run_params = {"method": args.method, "sparsity": point["sparsity"],
                       "finetune_epochs": sweep_cfg.finetune_epochs, "finetune.lr": tune_cfg.lr}
         with tracking.start_run(f"sweep {args.method} {point['sparsity']:g}", params=run_params,
-                                tags=tags(sparsity=point["sparsity"]), nested=True):
+                                tags=tags(sparsity=point["sparsity"]), nested=True, dataset=dataset):
             tracking.log_metrics({k: v for k, v in point.items() if isinstance(v, int | float)})
             if result is not None:
                 tracking.log_history(result.history)
@@ -57,7 +57,8 @@ def main() -> None:
                   "prune.include_classifier": prune_cfg.include_classifier, "prune.schedule": prune_cfg.schedule,
                   "prune.physical": first.physical, "data.augment": augment, "seed": seed}
     tune = dataclasses.replace(tune_cfg, epochs=sweep_cfg.finetune_epochs) if sweep_cfg.finetune_epochs else None
-    with tracking.start_run(f"sweep {args.method}", params=run_params, tags=tags()):
+    dataset = (paths.PREPARED_DATA, data.name, "training")
+    with tracking.start_run(f"sweep {args.method}", params=run_params, tags=tags(), dataset=dataset):
         points = run_sweep(Sweep(base.model, data, tune, seed, device, augment), prune_cfg, args.method,
                            sweep_cfg.sparsities, on_point=log_point)
         out = paths.sweep_result(args.method)

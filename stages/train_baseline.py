@@ -24,7 +24,8 @@ def main() -> None:
     model = build_for(model_cfg, data)
     tags = tracking.run_tags("train_baseline", dataset=data.name, model=model_cfg.name, method="none", sparsity=0.0)
     run_params = {"model": model_cfg.as_dict(), "train": train_cfg.as_dict(), "data.augment": augment, "seed": seed}
-    with tracking.start_run("train_baseline", params=run_params, tags=tags):
+    with tracking.start_run("train_baseline", params=run_params, tags=tags,
+                            dataset=(paths.PREPARED_DATA, data.name, "training")):
         result = fit(model, data, train_cfg, seed=seed, device=device, desc="train baseline",
                      on_epoch=stage.after_epoch, augment=augment)
         test = evaluate(model, data.test, device)

@@ -116,3 +116,16 @@ def test_store_failures_are_one_line_saying_what_to_do(uri, error, expected):
     except RuntimeError as exc:
         message = tracking.describe_failure(exc, uri)
     assert message.startswith(expected) and "\n" not in message
+
+
+def test_ctrl_c_during_a_store_call_is_delivered_after_it():
+    import os
+    import signal
+
+    reached_the_end = False
+    with pytest.raises(KeyboardInterrupt):
+        with tracking._signals_held():
+            os.kill(os.getpid(), signal.SIGINT)  # arrives "inside the database write"
+            reached_the_end = True
+    assert reached_the_end  # the write finished; the interrupt came right after it
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -74,9 +74,15 @@ def run_sweep(sweep: Sweep, cfg: PruneConfig, method: str, sparsities: Sequence[
     """Every k of ``sparsities`` with ``method``, the other options from ``cfg`` (the prune section)."""
     configs = [point_config(cfg, method, k) for k in sparsities]  # every point checked before any work
     points = []
-    for point_cfg in tqdm(configs, desc=f"sweep {method}", unit="point", dynamic_ncols=True):
+    bar = tqdm(configs, desc=f"sweep {method}", unit="point", dynamic_ncols=True, disable=None)
+    for i, point_cfg in enumerate(bar, 1):
         point, result = run_point(sweep, point_cfg)
         if on_point is not None:
             on_point(point, result)
         points.append(point)
+        if bar.disable:  # not on a terminal: one line per point instead of a bar
+            tuned = point.get("finetuned_test_accuracy")
+            print(f"sweep {method}: point {i}/{len(configs)} k={point['sparsity']:g} one-shot "
+                  f"{point['oneshot_test_accuracy']:.4f}" + (f" fine-tuned {tuned:.4f}" if tuned is not None else ""),
+                  flush=True)
     return points

@@ -43,6 +43,8 @@ DEFAULT_EXPERIMENT = "prunelab"
 # (its defaults: 7 retries, 120 s timeout). Variables you set yourself win.
 START_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
               "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
+# MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 # tags that say which process owns a run (see reap_dead_runs)
 HOST_TAG, PID_TAG, STARTED_TAG = "prunelab.host", "prunelab.pid", "prunelab.process_start"
 
@@ -83,9 +85,13 @@ def _create_store() -> str:
     with open(mlruns / ".init.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         exp = mlflow.get_experiment_by_name(experiment_name())
-        if exp is not None:
-            return exp.experiment_id
-        return mlflow.create_experiment(experiment_name(), artifact_location=(mlruns / "artifacts").as_uri())
+        if exp is None:
+            return mlflow.create_experiment(experiment_name(), artifact_location=(mlruns / "artifacts").as_uri(),
+                                            tags=EXPERIMENT_TAGS)
+        for key, value in EXPERIMENT_TAGS.items():  # a store made by an older prunelab
+            if exp.tags.get(key) != value:
+                mlflow.tracking.MlflowClient().set_experiment_tag(exp.experiment_id, key, value)
+        return exp.experiment_id
 
 
 # MLflow's SQL store logs every database error with its traceback before raising it; the
@@ -95,17 +101,32 @@ _DB_LOGGER = logging.getLogger("mlflow.store.db.utils")
 
 @contextlib.contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM during a store call; they arrive as soon as it returns.
+    """Defer Ctrl-C and SIGTERM during a store call; they are delivered as soon as it returns.
 
     An interrupt raised inside a database write leaves MLflow's session broken, and then
-    the run could not even be marked KILLED.
+    the run could not even be marked KILLED. Masking the signals is not enough: one that
+    arrived just before has its Python handler run at the next bytecode, possibly inside
+    the write. So the handlers themselves are swapped for one that only records.
     """
-    held = {signal.SIGINT, signal.SIGTERM}
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if caught:
+            handler = previous[caught[0]]
+            if callable(handler):
+                handler(caught[0], None)  # raises KeyboardInterrupt, or stage.py's SystemExit for SIGTERM
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), caught[0])
 
 
 @contextlib.contextmanager
@@ -246,10 +267,11 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @contextlib.contextmanager
 def start_run(run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, str],
-              nested: bool = False) -> Iterator[str]:
+              nested: bool = False, dataset: tuple[str | Path, str, str] | None = None) -> Iterator[str]:
     """A run that ends FINISHED, FAILED if the block raises, KILLED if it is interrupted; yields its id.
 
     Starting it checks the store (see the module docstring): call it before computing.
+    ``dataset`` = (path, name, context) records the file the run reads (``log_dataset``).
     """
     experiment = init_store()
     with store_errors():
@@ -260,6 +282,8 @@ def start_run(run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, st
         try:
             if params:
                 mlflow.log_params({k: _param_value(v) for k, v in flatten(params).items()})
+            if dataset is not None:
+                log_dataset(*dataset)
         except BaseException:
             _end("FAILED")
             raise
@@ -278,7 +302,7 @@ def start_run(run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, st
 def _end(status: str) -> None:
     """End the active run while an error or interrupt unwinds: a store that fails now must not
     hide the reason (the run stays RUNNING, and the next stage marks it KILLED)."""
-    with contextlib.suppress(Exception), _signals_held():
+    with contextlib.suppress(Exception), store_errors(starting=False):  # quiet: the reason is already on its way
         mlflow.end_run(status)
 
 
@@ -309,6 +333,77 @@ def log_artifacts(files: list[str | Path], artifact_path: str | None = None) -> 
         for f in files:
             if Path(f).exists():
                 mlflow.log_artifact(str(f), artifact_path=artifact_path)
+
+
+_digests: dict[tuple[str, float, int], str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """The MD5 of a file, as DVC records it in dvc.lock (so the digest changes exactly when the data does)."""
+    import hashlib
+
+    stat = Path(path).stat()
+    key = (str(Path(path).resolve()), stat.st_mtime, stat.st_size)
+    if key not in _digests:
+        digest = hashlib.md5(usedforsecurity=False)
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _digests[key] = digest.hexdigest()
+    return _digests[key]
+
+
+def log_dataset(path: str | Path, name: str, context: str = "training") -> None:
+    """Record the prepared dataset as an MLflow dataset input of the active run.
+
+    Name (``data.name``), digest (the file's MD5, DVC's hash of it) and source (the file)
+    fill the runs table's Dataset column and make the dataset filter work.
+    """
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are the local-file source
+        warnings.simplefilter("ignore", UserWarning)
+        source = resolve_dataset_source(str(Path(path).resolve()))
+    dataset = MetaDataset(source, name=name, digest=file_digest(path))
+    with store_errors(starting=False):
+        mlflow.log_input(dataset, context=context)
+
+
+def log_curves(points_by_method: Mapping[str, list[Mapping[str, Any]]], regimes: list[str]) -> None:
+    """The sweep's curves as metric histories: ``curve/<method>/<regime>_test_accuracy`` at step = k in
+    tenths of a percent (925 is k = 92.5 %). MLflow's chart view draws each as accuracy against k, and
+    selecting several plot runs overlays their curves."""
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"curve/{method}/{regime}_test_{what}", float(p[f"{regime}_test_{what}"]), now,
+                      round(p["sparsity"] * 1000))
+               for method, points in points_by_method.items() for p in points for regime in regimes
+               for what in ("accuracy", "loss") if p.get(f"{regime}_test_{what}") is not None]
+    with store_errors(starting=False):
+        mlflow.tracking.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
+
+
+def log_table(rows: list[Mapping[str, Any]], columns: list[str], artifact_file: str) -> None:
+    """Rows as an MLflow table artifact (shown as a table in the run's artifacts)."""
+    import pandas as pd
+
+    with store_errors(starting=False):
+        mlflow.log_table(pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns),
+                         artifact_file=artifact_file)
+
+
+def search_runs(filter_string: str = ""):
+    """Every run of the experiment matching ``filter_string``, as MLflow's pandas DataFrame
+    (``params.*``, ``metrics.*``, ``tags.*`` columns); None when the store has no such experiment."""
+    mlflow.set_tracking_uri(tracking_uri())
+    with store_errors():
+        exp = mlflow.get_experiment_by_name(experiment_name())
+        if exp is None:
+            return None
+        return mlflow.search_runs([exp.experiment_id], filter_string=filter_string, output_format="pandas",
+                                  order_by=["attributes.start_time DESC"])
 
 
 def log_model(model, name: str, input_example) -> None:

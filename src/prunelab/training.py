@@ -138,7 +138,9 @@ def fit(model: nn.Module, data: DataSpec, cfg: OptimConfig, *, seed: int, device
         if pruner is not None:
             pruner.after_step()
 
-    with tqdm(total=epochs * n_batches, desc=desc, unit="batch", leave=leave, dynamic_ncols=True) as bar:
+    # not on a terminal (CI, logs, `dvc queue logs`): no bar redraws, one line per epoch instead
+    with tqdm(total=epochs * n_batches, desc=desc, unit="batch", leave=leave, dynamic_ncols=True,
+              disable=None) as bar:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             order = torch.randperm(labels.shape[0], generator=rng).to(device)
@@ -151,6 +153,10 @@ def fit(model: nn.Module, data: DataSpec, cfg: OptimConfig, *, seed: int, device
                 record["sparsity"] = round(pruner.sparsity, 6)
             result.history.append(record)
             bar.set_postfix(epoch=epoch, val_loss=f"{val['loss']:.4f}", val_acc=f"{val['accuracy']:.4f}")
+            if bar.disable:
+                print(f"{desc}: epoch {epoch}/{epochs} train_loss {record['train_loss']:.4f} "
+                      f"val_loss {val['loss']:.4f} val_accuracy {val['accuracy']:.4f}"
+                      + (f" sparsity {record['sparsity']:g}" if "sparsity" in record else ""), flush=True)
             if on_epoch is not None:
                 on_epoch(record)
             if pruner is not None and not pruner.done:

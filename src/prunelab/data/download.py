@@ -111,7 +111,8 @@ def _transfer(url: str, part: Path) -> None:
         total = done + int(length) if length is not None else None
         with open(part, "ab" if resumed else "wb") as fh, tqdm(
                 total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=part.name.removeprefix(".").removesuffix(".part"), leave=False, dynamic_ncols=True) as bar:
+                desc=part.name.removeprefix(".").removesuffix(".part"), leave=False, dynamic_ncols=True,
+                disable=None) as bar:  # not on a terminal: no redraws
             while block := response.read(CHUNK):
                 fh.write(block)
                 bar.update(len(block))

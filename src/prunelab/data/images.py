@@ -127,7 +127,7 @@ def decode(data: bytes, size: int, name: str) -> np.ndarray:
 def decode_all(entries: list[Entry], size: int, desc: str) -> torch.Tensor:
     """uint8 (N, 3, size, size), in the order given."""
     out = np.empty((len(entries), 3, size, size), dtype=np.uint8)
-    for i, entry in enumerate(tqdm(entries, desc=desc, unit="img", leave=False, dynamic_ncols=True)):
+    for i, entry in enumerate(tqdm(entries, desc=desc, unit="img", leave=False, dynamic_ncols=True, disable=None)):
         out[i] = decode(entry.read(), size, entry.name).transpose(2, 0, 1)
     return torch.from_numpy(out)
 
