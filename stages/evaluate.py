@@ -34,7 +34,8 @@ def main() -> None:
         tracking.log_metrics(metrics)
         tracking.log_artifacts([paths.EVALUATE_METRICS])
         print(f"evaluate: test accuracy {metrics['test_accuracy']:.4f} "
-              f"(one-shot {metrics['oneshot_test_accuracy']:.4f}, baseline {baseline['test_accuracy']:.4f}), sparsity {metrics['sparsity_prunable']:.4f}, "
+              f"(one-shot {metrics['oneshot_test_accuracy']:.4f}, baseline {baseline['test_accuracy']:.4f}), "
+              f"sparsity {metrics['sparsity_prunable']:.4f}, "
               f"{metrics['nonzero_params']:,} of {metrics['params']:,} parameters nonzero"
               + (f"; {metrics['param_reduction']:.1%} fewer parameters than the baseline"
                  if metrics["param_reduction"] > 0 else ""))

@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from prunelab import paths
+from prunelab import atomic, paths
 from prunelab.errors import PrunelabError
 
 # No network from this project: never send telemetry.
@@ -164,7 +164,7 @@ def _store_errors(starting: bool) -> Iterator[None]:
 
 def describe_failure(exc: BaseException, uri: str) -> str:
     """One line: what is wrong with the store at ``uri`` and what to do about it."""
-    chain, seen = [], set()
+    chain, seen, first_exc = [], set(), exc
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         chain.append(str(exc))
@@ -186,8 +186,7 @@ def describe_failure(exc: BaseException, uri: str) -> str:
     if "unable to open database file" in text or "Permission denied" in text:
         return (f"tracking store {uri} cannot be opened (permissions, or a missing folder): fix them, "
                 "or set MLFLOW_TRACKING_URI to a store you can write")
-    first = chain[0].strip().splitlines()[0][:200] if chain and chain[0].strip() else "unknown error"
-    return f"tracking store {uri} failed: {first}"
+    return f"tracking store {uri} failed: {atomic.reason(first_exc)}"
 
 
 def _process_start(pid: int) -> str | None:
@@ -321,10 +320,15 @@ def log_history(history: list[Mapping[str, float]], prefix: str = "") -> None:
     now = int(time.time() * 1000)
     metrics = [Metric(f"{prefix}{k}", float(v), now, int(rec["epoch"]))
                for rec in history for k, v in rec.items() if k != "epoch"]
+    _log_batch(metrics)
+
+
+def _log_batch(metrics: list[Metric]) -> None:
+    """Metrics into the active run, 1000 per call (the store's per-call limit)."""
     client = mlflow.tracking.MlflowClient()
     run_id = mlflow.active_run().info.run_id
     with store_errors(starting=False):
-        for start in range(0, len(metrics), 1000):  # the store's per-call limit
+        for start in range(0, len(metrics), 1000):
             client.log_batch(run_id, metrics=metrics[start:start + 1000])
 
 
@@ -381,8 +385,7 @@ def log_curves(points_by_method: Mapping[str, list[Mapping[str, Any]]], regimes:
                       round(p["sparsity"] * 1000))
                for method, points in points_by_method.items() for p in points for regime in regimes
                for what in ("accuracy", "loss") if p.get(f"{regime}_test_{what}") is not None]
-    with store_errors(starting=False):
-        mlflow.tracking.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=metrics)
+    _log_batch(metrics)
 
 
 def log_table(rows: list[Mapping[str, Any]], columns: list[str], artifact_file: str) -> None:
