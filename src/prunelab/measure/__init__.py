@@ -10,5 +10,6 @@ from prunelab.measure.metric import METRICS, Column, Metric, Subject
 from prunelab.measure import parameters as _parameters  # noqa: F401  (registers parameters)
 from prunelab.measure import structure as _structure  # noqa: F401  (registers structure)
 from prunelab.measure import accuracy as _accuracy  # noqa: F401  (registers test, finetune)
+from prunelab.measure import efficiency as _efficiency  # noqa: F401  (registers cost, speed)
 
 __all__ = ["METRICS", "Column", "Metric", "Subject"]

@@ -34,6 +34,12 @@ class Subject:
     split: Any = None  # the split accuracy is measured on (always test: no decision looks at it)
     device: Any = "cpu"
     fit: Any = None  # training.FitResult of the fine-tuning that made it
+    # for cost and speed (measure/efficiency.py); each left None is not measured
+    input_shape: Any = None  # one image's (C, H, W); None: the split's
+    checkpoint: Any = None  # path of the checkpoint file written for this model
+    export: Any = None  # export.ExportInfo of its export
+    train: Any = None  # a training Split to time one epoch on (speed's train_epoch_s, peak_train_bytes)
+    optim: Any = None  # the OptimConfig that epoch trains with (batch size, optimiser)
 
 
 @dataclass(frozen=True)

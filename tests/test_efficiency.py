@@ -1,0 +1,150 @@
+"""cost and speed: FLOPs and bytes against hand-computed values, timing and memory mechanics, the metrics."""
+
+import statistics
+import subprocess
+import sys
+from collections import OrderedDict
+
+import pytest
+import torch
+from torch import nn
+
+from prunelab import checkpoint
+from prunelab.config import FinetuneConfig, ModelConfig, PruneConfig
+from prunelab.errors import ConfigError
+from prunelab.export import export_model, load_export
+from prunelab.measure import METRICS, Subject
+from prunelab.measure.efficiency import (PeakMemory, Timing, compare_latency, count_flops, export_flops_per_image,
+                                         flops_per_image, interleaved, train_epoch_cost)
+from prunelab.models import MODELS
+from prunelab.pruning import METHODS
+from prunelab.pruning.masks import make_permanent
+
+
+def tiny_net() -> nn.Module:
+    """conv 1->2 (3x3, pad 1) on 5x5, then Linear 50->3 with a bias: FLOPs by hand below."""
+    torch.manual_seed(0)
+    return nn.Sequential(OrderedDict(conv=nn.Conv2d(1, 2, 3, padding=1, bias=False), flatten=nn.Flatten(),
+                                     fc=nn.Linear(50, 3))).eval()
+
+
+def test_flops_of_a_tiny_network_by_hand():
+    net = tiny_net()
+    # conv: 25 output positions x 2 filters x 9 multiply-adds; fc: 50 x 3; 2 FLOPs each (biases not counted)
+    dense = 2 * (25 * 2 * 9 + 50 * 3)
+    assert flops_per_image(net, (1, 5, 5)) == {"flops_dense": dense, "flops_ideal": dense}
+    with torch.no_grad():
+        net.conv.weight[0] = 0  # one whole filter: 9 weights x 25 positions
+        net.fc.weight[:, :10] = 0  # 30 weights, each used once
+    assert flops_per_image(net, (1, 5, 5)) == {"flops_dense": dense, "flops_ideal": dense - 2 * (9 * 25 + 30)}
+    total, work = count_flops(net, (1, 5, 5), batch=4)
+    assert total == 4 * dense
+    assert {n: (w.numel, w.nnz, w.uses) for n, w in work.items()} == {"conv": (18, 9, 100), "fc": (150, 120, 4)}
+
+
+def test_flops_of_a_grouped_strided_conv_and_the_r1_mlp():
+    conv = nn.Conv2d(4, 6, 3, stride=2, groups=2, bias=False)  # 7x7 -> 3x3; each output: 2 x 9 multiply-adds
+    assert flops_per_image(conv, (4, 7, 7))["flops_dense"] == 2 * (9 * 6 * 2 * 9)
+    r1 = MODELS.get("mlp")(ModelConfig(), (1, 28, 28), 10)
+    assert flops_per_image(r1, (1, 28, 28))["flops_dense"] == 2 * (784 * 1000 + 1000 * 1000 + 1000 * 500
+                                                                     + 500 * 200 + 200 * 10)
+
+
+def test_flops_the_export_executes_follow_its_kernels(tiny_model, tmp_path):
+    METHODS.get("weight").prune(tiny_model, PruneConfig(method="weight", sparsity=0.75), (1, 8, 8))
+    make_permanent(tiny_model)
+    info = export_model(tiny_model, (1, 8, 8), tmp_path / "m", structural=False, force="dense")
+    # mlp 64 -> 32 -> 16 -> 4: fc1 and fc2 at 25 % density, the classifier dense
+    dense = 2 * (64 * 32 + 32 * 16 + 16 * 4)
+    sparse = 2 * (512 + 128 + 64)
+    assert flops_per_image(tiny_model, (1, 8, 8)) == {"flops_dense": dense, "flops_ideal": sparse}
+    assert export_flops_per_image(load_export(info.path, force="dense", batch_sizes=(1,)), 1) == dense
+    on_sparse = load_export(info.path, force="sparse", batch_sizes=(1,))
+    assert export_flops_per_image(on_sparse, 1) == sparse
+    mixed = load_export(info.path, batch_sizes=(1, 64), kernels={1: {"fc1": "dense", "fc2": "dense"},
+                                                                 64: {"fc1": "sparse", "fc2": "dense"}})
+    assert export_flops_per_image(mixed, 1) == dense
+    assert export_flops_per_image(mixed, 64) == dense - 2 * (64 * 32 - 512)
+
+
+def test_flops_of_the_rows_kernel_count_only_the_rows_that_are_not_empty(tiny_model, tmp_path):
+    METHODS.get("unit").prune(tiny_model, PruneConfig(method="unit", sparsity=0.5), (1, 8, 8))
+    make_permanent(tiny_model)
+    info = export_model(tiny_model, (1, 8, 8), tmp_path / "m", structural=False, force="rows")
+    # fc1 keeps 16 of 32 rows (64 inputs each), fc2 8 of 16 (32 inputs), the classifier 4 x 16
+    rows = 2 * (16 * 64 + 8 * 32 + 16 * 4)
+    assert export_flops_per_image(load_export(info.path, force="rows", batch_sizes=(1,)), 1) == rows
+    assert flops_per_image(tiny_model, (1, 8, 8))["flops_ideal"] == rows  # whole rows: ideal is reached
+
+
+def test_cost_reports_exact_bytes_of_the_files(tiny_model, tiny_model_cfg, tmp_path):
+    path = checkpoint.save(tmp_path / "m.pt", checkpoint.Checkpoint(tiny_model, tiny_model_cfg, (1, 8, 8), 4))
+    info = export_model(tiny_model, (1, 8, 8), tmp_path / "m", structural=False, force="dense")
+    values = METRICS.get("cost")(Subject(tiny_model, input_shape=(1, 8, 8), checkpoint=path, export=info))
+    assert values == {"flops_dense": 2 * (64 * 32 + 32 * 16 + 16 * 4), "flops_ideal": 2 * (64 * 32 + 32 * 16 + 16 * 4),
+                      "checkpoint_bytes": path.stat().st_size, "export_bytes": info.path.stat().st_size}
+    assert METRICS.get("cost")(Subject(tiny_model)) == {}  # nothing known: nothing measured
+
+
+def test_timing_statistics_and_interleaving():
+    t = Timing((5.0, 1.0, 3.0, 2.0, 4.0), batch=8)
+    assert t.median == 3.0 and t.iqr == 2.0 and t.throughput == 8 / 3.0
+    order = []
+    timings = interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, rounds=4, warmup=1,
+                          min_sample_s=0)
+    # warm-up, one call each to size the samples, then per round each side: an untimed call, one timed
+    assert order == ["a", "b", "a", "b"] + ["a", "a", "b", "b", "b", "b", "a", "a"] * 2
+    assert all(len(v.seconds) == 4 and v.threads == torch.get_num_threads() for v in timings.values())
+
+
+def test_compare_latency_times_every_side_on_the_same_input(tiny_model):
+    seen = []
+    probe = nn.Sequential(tiny_model)
+    probe.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape))
+    times = compare_latency({"model": tiny_model, "probe": probe}, (1, 8, 8), 16, rounds=3)
+    assert set(times) == {"model", "probe"} and all(t.batch == 16 and t.median > 0 for t in times.values())
+    assert set(seen) == {torch.Size([16, 1, 8, 8])} and tiny_model.training  # mode restored
+
+
+def test_peak_memory_on_the_cpu_sees_a_large_allocation():
+    peak = PeakMemory("cpu")
+    with peak:
+        block = torch.ones(16 * 2**20 // 4)  # 16 MiB, every page touched
+        del block
+    if peak.bytes is None:
+        pytest.skip(peak.what)
+    assert peak.bytes >= 15 * 2**20 and "RSS" in peak.what
+
+
+def test_training_epoch_cost_leaves_the_model_alone(tiny_model, tiny_data):
+    before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    cost = train_epoch_cost(tiny_model, tiny_data.train, FinetuneConfig(batch_size=64))
+    assert cost["train_epoch_s"] > 0 and (cost["peak_train_bytes"] is None or cost["peak_train_bytes"] >= 0)
+    assert all(torch.equal(v, before[k]) for k, v in tiny_model.state_dict().items())
+
+
+def test_a_device_that_is_not_there_is_the_train_device_error(tiny_model):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for measure in (lambda: PeakMemory("cuda"), lambda: compare_latency({"m": tiny_model}, (1, 8, 8), 1, device="cuda"),
+                    lambda: train_epoch_cost(tiny_model, None, FinetuneConfig(), device="cuda:0")):
+        with pytest.raises(ConfigError, match=r"train\.device = 'cuda'.*no CUDA device"):
+            measure()
+
+
+def test_speed_measures_every_declared_column_and_keeps_them_out_of_dvc_files(tiny_model, tiny_data, tmp_path):
+    info = export_model(tiny_model, (1, 8, 8), tmp_path / "m", structural=False, force="dense")
+    metric = METRICS.get("speed")
+    values = metric(Subject(tiny_model, split=tiny_data.test, export=info, train=tiny_data.train,
+                            optim=FinetuneConfig(batch_size=64)))
+    assert set(values) == {c.name for c in metric.columns}
+    assert all(v > 0 for k, v in values.items() if not k.startswith("peak") and not k.endswith("iqr_ms"))
+    assert not any(c.table or c.point for c in metric.columns)
+    assert all(c.table and c.point for c in METRICS.get("cost").columns)
+    assert statistics.median([values["latency_b1_ms"], values["export_latency_b1_ms"]]) > 0
+
+
+def test_measure_still_imports_no_torch():
+    code = "import sys, prunelab.measure; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
