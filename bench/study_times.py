@@ -46,11 +46,12 @@ def workload(params: dict) -> dict:
     tune, sweep = config.section(params, config.FinetuneConfig), config.section(params, config.SweepConfig)
     d = DATASETS[data.name]
     shape = (d["shape"][0], d["shape"][1] or data.image_size, d["shape"][2] or data.image_size)
-    points = len(sweep.methods) * len(sweep.sparsities)
-    steps = (train.epochs * math.ceil(d["train"] / train.batch_size)
+    seeds = len(sweep.seeds)  # a baseline and a sweep per seed; prune → finetune → evaluate once
+    points = len(sweep.methods) * len(sweep.sparsities) * seeds
+    steps = (seeds * train.epochs * math.ceil(d["train"] / train.batch_size)
              + (tune.epochs + points * sweep.finetune_epochs) * math.ceil(d["train"] / tune.batch_size))
-    epochs = train.epochs + tune.epochs + points * sweep.finetune_epochs
-    eval_images = epochs * d["val"] + (2 * points + 4) * d["test"]  # one-shot and fine-tuned test per point
+    epochs = seeds * train.epochs + tune.epochs + points * sweep.finetune_epochs
+    eval_images = epochs * d["val"] + (2 * points + 3 + seeds) * d["test"]  # one-shot and fine-tuned test per point
     return {"shape": shape, "classes": d["classes"], "train_steps": steps, "eval_images": eval_images,
             "batch": train.batch_size, "epochs": epochs}
 

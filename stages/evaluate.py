@@ -16,7 +16,7 @@ def main() -> None:
 
     data = load_prepared(paths.PREPARED_DATA)
     pruned, tuned = checkpoint.load(paths.PRUNED_MODEL), checkpoint.load(paths.FINETUNED_MODEL)
-    baseline = atomic.read_json(paths.BASELINE_METRICS)
+    baseline = atomic.read_json(paths.baseline_metrics(tuned.meta.get("seed", 0)))  # the baseline it was pruned from
     from prunelab import tracking
 
     meta = tuned.meta

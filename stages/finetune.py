@@ -40,7 +40,8 @@ def main() -> None:
             apply_masks(layers, pruned.masks)
         pruner = None
         if meta.get("schedule"):
-            pruner = GradualPruner(METHODS.get(meta["method"]), layers, Polynomial(**meta["schedule"]))
+            pruner = GradualPruner(METHODS.get(meta["method"]), layers, Polynomial(**meta["schedule"]),
+                                   meta.get("seed", seed))
         result = fit(model, data, cfg, seed=seed, device=device, desc="fine-tune", on_epoch=stage.after_epoch,
                      augment=augment, pruner=pruner)
         make_permanent(model)

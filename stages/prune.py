@@ -1,7 +1,9 @@
-"""Stage prune: prune the baseline with prune.method at prune.sparsity (or prune.threshold).
+"""Stage prune: prune the seed's baseline with prune.method at prune.sparsity (or prune.threshold).
 
 On a gradual schedule it prunes to prune.initial_sparsity and records the schedule in
-the checkpoint; the finetune stage then reaches prune.sparsity gradually.
+the checkpoint; the finetune stage then reaches prune.sparsity gradually. On the
+iterative one it runs IMP (lottery.py) up through sweep.sparsities below prune.sparsity,
+then to it, rewinding and training at each level.
 """
 
 import _bootstrap  # noqa: F401  (puts this checkout's src/ first on sys.path)
@@ -17,15 +19,35 @@ def main() -> None:
     from prunelab.pruning.masks import make_permanent
     from prunelab.pruning.point import prune
 
-    cfg = config.section(config.load_params(), config.PruneConfig)
-    base = checkpoint.load(paths.BASELINE_MODEL)
+    params = config.load_params()
+    seed = config.seed(params)
+    cfg = dataclasses.replace(config.section(params, config.PruneConfig), seed=seed)
+    base = checkpoint.load(paths.baseline_model(seed))
     METHODS.get(cfg.method).check_model(base.model, base.model_cfg.name, cfg)
     from prunelab import tracking
 
     tags = tracking.run_tags("prune", dataset=base.meta.get("dataset"), model=base.model_cfg.name,
                              method=cfg.method, sparsity=cfg.sparsity, threshold=cfg.threshold)
     with tracking.start_run(f"prune {cfg.method} {cfg.label}", params={"prune": cfg.as_dict()}, tags=tags):
-        pruned = prune(base.model, cfg, base.input_shape)
+        if cfg.iterative:  # IMP: levels up through sweep.sparsities below the target, then the target
+            from prunelab import lottery
+            from prunelab.data import load_prepared
+            from prunelab.training import resolve_device
+
+            data, device = load_prepared(paths.PREPARED_DATA), resolve_device(config.section(params, config.TrainConfig).device)
+            how = lottery.plan(base.model, base.rewind, paths.baseline_model(seed), cfg,
+                               config.section(params, config.FinetuneConfig), data, device)
+            ks = lottery.levels(config.section(params, config.SweepConfig).sparsities, cfg.sparsity)
+
+            def log_level(level):
+                tracking.log_child(f"prune IMP k={level.sparsity:g}", params={"sparsity": level.sparsity},
+                                   tags={**tags, "sparsity": str(level.sparsity)}, history=level.result and level.result.history,
+                                   values=METRICS.get("test")(Subject(base.model, split=data.test, device=device)))
+
+            pruned = lottery.run(base.model, METHODS.get(cfg.method), cfg, ks, how, data, device, log_level)
+            base.model.cpu()
+        else:
+            pruned = prune(base.model, cfg, base.input_shape)
         make_permanent(base.model)
         if pruned.kept_one:
             print(f"prune: every filter or unit of {', '.join(pruned.kept_one)} would have gone; kept the strongest")
@@ -33,7 +55,8 @@ def main() -> None:
         report = METRICS.get("parameters")(subject) | METRICS.get("structure")(subject)
         plan = cfg.gradual
         meta = {**base.meta, "method": cfg.method, "sparsity": cfg.sparsity, "threshold": cfg.threshold,
-                "include_classifier": cfg.include_classifier,
+                "include_classifier": cfg.include_classifier, "seed": seed,
+                "rewind": cfg.rewind if cfg.iterative else None,
                 "schedule": dataclasses.asdict(plan) if plan else None}
         checkpoint.save(paths.PRUNED_MODEL, checkpoint.Checkpoint(
             base.model, base.model_cfg, base.input_shape, base.num_classes, pruned.masks, meta))

@@ -1,9 +1,7 @@
-"""Stage sweep@<method>: the baseline pruned at every sweep.sparsities point, one-shot and fine-tuned.
+"""Stage sweep@<method>-<seed>: the seed's baseline pruned at every sweep.sparsities point, one-shot and fine-tuned.
 
-On a gradual schedule the fine-tuned numbers come from gradual pruning to each point.
-
-One process per method (a DVC matrix over sweep.methods), one MLflow run per point,
-nested under the stage's run.
+A gradual schedule reaches each point gradually; the iterative one adds IMP through the
+points as levels. One process per method and seed (a DVC matrix).
 """
 
 import argparse
@@ -15,60 +13,65 @@ from prunelab import stage
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--method", required=True)
+    parser.add_argument("--seed", type=int, required=True, help="the replicate: one of sweep.seeds")
     args = parser.parse_args()
 
     import dataclasses
-
     from prunelab import atomic, checkpoint, config, paths
     from prunelab.data import load_prepared
+    from prunelab.lottery import plan
     from prunelab.pruning import METHODS
     from prunelab.pruning.point import point_config
     from prunelab.reproducibility import seed_everything
-    from prunelab.sweep import Sweep, run_sweep
+    from prunelab.sweep import Sweep, check_schedule, run_sweep
     from prunelab.training import resolve_device
 
     params = config.load_params()
     sweep_cfg, tune_cfg = config.section(params, config.SweepConfig), config.section(params, config.FinetuneConfig)
-    prune_cfg, augment = config.section(params, config.PruneConfig), config.section(params, config.DataConfig).augment
-    seed, device = config.seed(params), resolve_device(config.section(params, config.TrainConfig).device)
+    seed, augment = config.check_int("--seed", args.seed, minimum=0), config.section(params, config.DataConfig).augment
+    prune_cfg = dataclasses.replace(config.section(params, config.PruneConfig), seed=seed)
+    device = resolve_device(config.section(params, config.TrainConfig).device)
     config.check_choice("--method", args.method, METHODS.names())
     first = point_config(prune_cfg, args.method, sweep_cfg.sparsities[0])  # the method's options, checked
-    if first.gradual and sweep_cfg.finetune_epochs == 0:
-        raise config.ConfigError("sweep.finetune_epochs", 0, f"at least 1 with prune.schedule {first.schedule!r} "
-                                 "(the schedule prunes during fine-tuning)")
+    check_schedule(first, sweep_cfg.finetune_epochs)
     seed_everything(seed)
-    base, data = checkpoint.load(paths.BASELINE_MODEL), load_prepared(paths.PREPARED_DATA)
+    base, data = checkpoint.load(paths.baseline_model(seed)), load_prepared(paths.PREPARED_DATA)
     METHODS.get(args.method).check_model(base.model, base.model_cfg.name, first, key="sweep.methods")
+    tune = dataclasses.replace(tune_cfg, epochs=sweep_cfg.finetune_epochs) if sweep_cfg.finetune_epochs else None
+    iterative = (plan(base.model, base.rewind, paths.baseline_model(seed), prune_cfg, tune, data, device)
+                 if prune_cfg.iterative else None)
     from prunelab import tracking
 
     def tags(**extra):
-        return tracking.run_tags("sweep", dataset=data.name, model=base.model_cfg.name, method=args.method, **extra)
+        return tracking.run_tags("sweep", dataset=data.name, model=base.model_cfg.name, method=args.method,
+                                 seed=seed, **extra)
 
-    def log_point(point, result):
-        run_params = {"method": args.method, "sparsity": point["sparsity"],
-                      "finetune_epochs": sweep_cfg.finetune_epochs, "finetune.lr": tune_cfg.lr}
-        with tracking.start_run(f"sweep {args.method} {point['sparsity']:g}", params=run_params,
-                                tags=tags(sparsity=point["sparsity"]), nested=True, dataset=dataset):
-            tracking.log_metrics({k: v for k, v in point.items() if isinstance(v, int | float)})
-            if result is not None:
-                tracking.log_history(result.history)
+    def log_point(point, result):  # one nested run per point, one per IMP level
+        tracking.log_child(f"sweep {args.method} seed {seed} {point['sparsity']:g}",
+                           tags=tags(sparsity=point["sparsity"]),
+                           params={"method": args.method, "sparsity": point["sparsity"], "seed": seed,
+                                   "finetune_epochs": sweep_cfg.finetune_epochs, "finetune.lr": tune_cfg.lr},
+                           values=point, history=result.history if result else None, dataset=dataset)
 
-    run_params = {"sweep": {**sweep_cfg.as_dict(), "methods": args.method}, "finetune": tune_cfg.as_dict(),
-                  "prune.include_classifier": prune_cfg.include_classifier, "prune.schedule": prune_cfg.schedule,
+    def log_level(level, values):
+        tracking.log_child(f"sweep {args.method} seed {seed} IMP k={level.sparsity:g}", values=values,
+                           params={"sparsity": level.sparsity, "rewind": iterative.rewind.label,
+                                   "epochs": iterative.train.epochs, "lr": iterative.train.lr},
+                           tags=tags(sparsity=level.sparsity, regime="iterative"), dataset=dataset,
+                           history=level.result.history if level.result else None)
+
+    run_params = {"sweep": {**sweep_cfg.as_dict(), "methods": args.method, "seeds": seed},
+                  "finetune": tune_cfg.as_dict(), "prune.include_classifier": prune_cfg.include_classifier,
+                  "prune.schedule": prune_cfg.schedule, "prune.rewind": prune_cfg.rewind,
                   "prune.physical": first.physical, "data.augment": augment, "seed": seed}
-    tune = dataclasses.replace(tune_cfg, epochs=sweep_cfg.finetune_epochs) if sweep_cfg.finetune_epochs else None
     dataset = (paths.PREPARED_DATA, data.name, "training")
-    with tracking.start_run(f"sweep {args.method}", params=run_params, tags=tags(), dataset=dataset):
-        points = run_sweep(Sweep(base.model, data, tune, seed, device, augment), prune_cfg, args.method,
-                           sweep_cfg.sparsities, on_point=log_point)
-        out = paths.sweep_result(args.method)
-        atomic.write_json(out, {"method": args.method, "dataset": data.name, "schedule": prune_cfg.schedule,
-                                "points": points})
+    with tracking.start_run(f"sweep {args.method} seed {seed}", params=run_params, dataset=dataset, tags=tags()):
+        points = run_sweep(Sweep(base.model, data, tune, seed, device, augment, iterative), prune_cfg, args.method,
+                           sweep_cfg.sparsities, on_point=log_point, on_level=log_level)
+        out = paths.sweep_result(args.method, seed)
+        atomic.write_json(out, {"method": args.method, "seed": seed, "dataset": data.name, "points": points,
+                                "schedule": prune_cfg.schedule, "rewind": iterative and iterative.rewind.label})
         tracking.log_artifacts([out])
-        for p in points:
-            tuned = p.get("finetuned_test_accuracy")
-            print(f"sweep {args.method} k={p['sparsity']:<6g} one-shot {p['oneshot_test_accuracy']:.4f}"
-                  + (f"  fine-tuned {tuned:.4f}" if tuned is not None else ""))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,22 @@
-"""Stage train_baseline: train the dense model on the prepared dataset and test it once."""
+"""Stage train_baseline@<seed>: train the dense model on the prepared dataset and test it once.
+
+One process per seed of sweep.seeds (a DVC matrix), each cached on its own. The
+checkpoint also keeps the rewind points iterative pruning needs (lottery.RewindPoints).
+"""
+
+import argparse
 
 import _bootstrap  # noqa: F401  (puts this checkout's src/ first on sys.path)
 from prunelab import stage
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, required=True, help="the replicate: one of sweep.seeds")
+    args = parser.parse_args()
+
     from prunelab import atomic, checkpoint, config, paths
+    from prunelab.lottery import RewindPoints
     from prunelab.data import load_prepared
     from prunelab.measure.parameters import count_params
     from prunelab.models import build_for
@@ -15,33 +26,42 @@ def main() -> None:
 
     params = config.load_params()
     model_cfg, train_cfg = config.section(params, config.ModelConfig), config.section(params, config.TrainConfig)
-    seed, augment = config.seed(params), config.section(params, config.DataConfig).augment
+    config.seed(params)  # the split's seed must be one of sweep.seeds (the single-model path prunes its baseline)
+    seed, augment = config.check_int("--seed", args.seed, minimum=0), config.section(params, config.DataConfig).augment
     device = resolve_device(train_cfg.device)
     seed_everything(seed)
     data = load_prepared(paths.PREPARED_DATA)
     from prunelab import tracking
 
     model = build_for(model_cfg, data)
-    tags = tracking.run_tags("train_baseline", dataset=data.name, model=model_cfg.name, method="none", sparsity=0.0)
+    tags = tracking.run_tags("train_baseline", dataset=data.name, model=model_cfg.name, method="none", sparsity=0.0,
+                             seed=seed)
     run_params = {"model": model_cfg.as_dict(), "train": train_cfg.as_dict(), "data.augment": augment, "seed": seed}
-    with tracking.start_run("train_baseline", params=run_params, tags=tags,
+    with tracking.start_run(f"train_baseline seed {seed}", params=run_params, tags=tags,
                             dataset=(paths.PREPARED_DATA, data.name, "training")):
-        result = fit(model, data, train_cfg, seed=seed, device=device, desc="train baseline",
-                     on_epoch=stage.after_epoch, augment=augment)
+        points = RewindPoints.record(model, train_cfg, seed, augment)
+
+        def after_epoch(record):
+            points.after_epoch(model)
+            stage.after_epoch(record)
+
+        result = fit(model, data, train_cfg, seed=seed, device=device, desc=f"train baseline seed {seed}",
+                     on_epoch=after_epoch, augment=augment)
         test = evaluate(model, data.test, device)
         model.cpu()
-        checkpoint.save(paths.BASELINE_MODEL, checkpoint.Checkpoint(
-            model, model_cfg, data.input_shape, data.num_classes, meta={"dataset": data.name}))
+        checkpoint.save(paths.baseline_model(seed), checkpoint.Checkpoint(
+            model, model_cfg, data.input_shape, data.num_classes, meta={"dataset": data.name, "seed": seed},
+            rewind=points.as_blob()))
         last = result.history[-1]
         metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": len(result.history),
                    "train_accuracy": last["train_accuracy"], "val_accuracy": last["val_accuracy"],
                    "params": count_params(model)}
-        atomic.write_json(paths.BASELINE_METRICS, metrics)
-        atomic.write_csv(paths.BASELINE_HISTORY, result.history, HISTORY_COLUMNS)
+        atomic.write_json(paths.baseline_metrics(seed), metrics)
+        atomic.write_csv(paths.baseline_history(seed), result.history, HISTORY_COLUMNS)
         tracking.log_metrics(metrics)
-        tracking.log_artifacts([paths.BASELINE_METRICS, paths.BASELINE_HISTORY])
+        tracking.log_artifacts([paths.baseline_metrics(seed), paths.baseline_history(seed)])
         tracking.log_model(model, "baseline", scaled(data.test.images[:2]).numpy())
-        print(f"train_baseline: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
+        print(f"train_baseline seed {seed}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
 
 
 if __name__ == "__main__":

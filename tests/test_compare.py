@@ -26,11 +26,11 @@ def evaluate_run(monkeypatch, experiment, accuracy, params, data):
                               "compression_ratio": 10.0, "param_reduction": 0.0})
 
 
-def sweep_point(monkeypatch, experiment, method, k, accuracy):
+def sweep_point(monkeypatch, experiment, method, k, accuracy, seed=0):
     monkeypatch.setenv("DVC_EXP_NAME", experiment)
     with tracking.start_run(f"sweep {method}", params={}, tags=tracking.run_tags("sweep", method=method)):
         with tracking.start_run(f"sweep {method} {k}", params={}, nested=True,
-                                tags=tracking.run_tags("sweep", method=method, sparsity=k)):
+                                tags=tracking.run_tags("sweep", method=method, sparsity=k, seed=seed)):
             tracking.log_metrics({"sparsity": k, "oneshot_test_accuracy": accuracy, "finetuned_test_accuracy": accuracy})
 
 
@@ -84,6 +84,10 @@ def test_points_table_has_one_row_per_sweep_point(store, monkeypatch):
     frame = compare.table(tracking.search_runs(), points=True)
     assert list(zip(frame["experiment"], frame["sparsity"])) == [("a", 0.0), ("a", 0.9), ("b", 0.0), ("b", 0.9)]
     assert frame["finetuned_test_accuracy"].tolist() == [0.95, 0.9, 0.95, 0.9]
+    sweep_point(monkeypatch, "a", "weight", 0.9, 0.8, seed=1)  # another replicate is a row of its own
+    frame = compare.table(tracking.search_runs(), ["a"], points=True)
+    assert list(zip(frame["seed"], frame["sparsity"], frame["finetuned_test_accuracy"])) == [
+        ("0", 0.0, 0.95), ("0", 0.9, 0.9), ("1", 0.9, 0.8)]
 
 
 def test_bad_names_and_an_empty_store_say_what_to_do(store, monkeypatch):

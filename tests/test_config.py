@@ -24,7 +24,15 @@ def test_defaults_reproduce_r1():
 @pytest.mark.parametrize("section, key, value, allowed", [
     ("data", "name", "imagenet", "one of"),
     ("model", "name", "transformer", "one of"),
-    ("prune", "method", "random", "one of"),
+    ("prune", "method", "lottery", "one of"),
+    ("prune", "schedule", "cyclic", "one of"),
+    ("prune", "rewind", "epoch:-1", "'init', 'epoch:N'"),
+    ("prune", "rewind", "epoch:two", "'init', 'epoch:N'"),
+    ("prune", "rewind", 3, "'init', 'epoch:N'"),
+    ("sweep", "seeds", [0, 0], "without duplicates"),
+    ("sweep", "seeds", [0, -1], "integer >= 0"),
+    ("sweep", "seeds", [1.5], "integer >= 0"),
+    ("sweep", "seeds", [], "non-empty list"),
     ("prune", "sparsity", 1.0, "0 <= k < 1"),
     ("prune", "sparsity", -0.1, "0 <= k < 1"),
     ("prune", "sparsity", "0.5", "0 <= k < 1"),
@@ -64,6 +72,18 @@ def test_unknown_key_is_an_error_listing_known_keys():
         config.section({"prune": {"sparsty": 0.5}}, PruneConfig)
 
 
+def test_rewind_is_for_the_iterative_schedule_which_is_for_masks():
+    assert config.section({"prune": {"schedule": "iterative", "rewind": "epoch:2"}}, PruneConfig).rewind == "epoch:2"
+    with pytest.raises(ConfigError, match=r"prune\.rewind = 'none'.*unless prune.schedule is 'iterative'"):
+        config.section({"prune": {"rewind": "none"}}, PruneConfig)
+    with pytest.raises(ConfigError, match=r"prune\.schedule = 'iterative'.*removes structures once, physically"):
+        config.section({"prune": {"method": "filter", "sparsity": 0.5, "schedule": "iterative"}}, PruneConfig)
+    # the replicate's seed is not a params key: it comes from the stage's seed
+    with pytest.raises(ConfigError, match=r"prune\.seed.*a known key"):
+        config.section({"prune": {"seed": 1}}, PruneConfig)
+    assert "seed" not in PruneConfig().as_dict()
+
+
 def test_int_is_accepted_where_a_float_is_expected():
     assert config.section({"prune": {"sparsity": 0}}, PruneConfig).sparsity == 0.0
 
@@ -96,6 +116,10 @@ def test_threshold_and_sparsity_exclude_each_other_and_threshold_is_for_filter_o
 def test_bad_seed_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="seed"):
         config.seed({"seed": -1})
+    # the single-model path prunes the baseline of `seed`: one must be trained for it
+    with pytest.raises(ConfigError, match=r"seed = 3 .*one of sweep.seeds \[0, 1\]"):
+        config.seed({"seed": 3, "sweep": {"seeds": [0, 1]}})
+    assert config.seed({"seed": 1, "sweep": {"seeds": [0, 1]}}) == 1
     bad = tmp_path / "params.yaml"
     bad.write_text("prune: [unclosed\n")
     with pytest.raises(ConfigError, match="valid YAML"):

@@ -24,11 +24,14 @@ def test_stage_names_and_outputs_match_paths_py():
     assert str(paths.PREPARED_DATA) in outs["fetch_data"] and str(paths.DATA_SUMMARY) in outs["fetch_data"]
     assert str(paths.LOCAL_SOURCES) in stages["fetch_data"]["deps"]
     assert (ROOT / paths.LOCAL_SOURCES).is_dir()  # tracked in git (README.md), so the dependency always exists
-    assert {str(paths.BASELINE_MODEL), str(paths.BASELINE_METRICS), str(paths.BASELINE_HISTORY)} <= outs["train_baseline"]
+    per_seed = {str(f("${item.seed}")) for f in (paths.baseline_model, paths.baseline_metrics, paths.baseline_history)}
+    assert per_seed <= outs["train_baseline"]
+    assert str(paths.baseline_model("${seed}")) in stages["prune"]["deps"]  # the single path's replicate
     assert {str(paths.PRUNED_MODEL), str(paths.PRUNE_METRICS)} <= outs["prune"]
     assert {str(paths.FINETUNED_MODEL), str(paths.FINETUNE_HISTORY)} <= outs["finetune"]
     assert str(paths.EVALUATE_METRICS) in outs["evaluate"]
-    assert str(paths.sweep_result("${item.method}")) in outs["sweep"]
+    assert str(paths.sweep_result("${item.method}", "${item.seed}")) in outs["sweep"]
+    assert str(paths.baseline_model("${item.seed}")) in stages["sweep"]["deps"]
     assert {str(paths.SWEEP_CSV), str(paths.PLOTS_DIR), str(paths.SWEEP_SUMMARY)} <= outs["plot"]
 
 
@@ -51,6 +54,10 @@ def test_every_declared_param_exists_and_prune_sparsity_is_read_only_where_it_ma
     assert "sweep.methods" not in [k for k, v in readers.items() if "sweep" in v]
     # augmentation changes training, never the prepared dataset
     assert sorted(readers["data.augment"]) == ["finetune", "sweep", "train_baseline"]
+    # replicates are cached on their own: a seed's stages read their seed from the matrix
+    # (the command), so adding one to sweep.seeds changes no other stage's params
+    assert readers["sweep.seeds"] == ["plot"]
+    assert "seed" not in [k for k, v in readers.items() if {"train_baseline", "sweep"} & set(v)]
     assert {"data.name", "data.root", "data.image_size"} <= {k for k, v in readers.items() if "fetch_data" in v}
 
 

@@ -57,8 +57,8 @@ def test_registering_the_same_name_twice_is_loud(first_k):
 def test_a_new_method_runs_through_the_prune_stage(first_k, tiny_model, tiny_model_cfg, tiny_data, tmp_path,
                                                    monkeypatch):
     work = tmp_path / "work"
-    (work / "models").mkdir(parents=True)
-    checkpoint.save(work / "models/baseline.pt", checkpoint.Checkpoint(
+    (work / "models/baseline").mkdir(parents=True)
+    checkpoint.save(work / "models/baseline/seed-0.pt", checkpoint.Checkpoint(
         tiny_model, tiny_model_cfg, tiny_data.input_shape, tiny_data.num_classes, meta={"dataset": "toy"}))
     (work / "params.yaml").write_text(yaml.safe_dump({"prune": {"method": "first_k", "sparsity": 0.5}}))
     monkeypatch.chdir(work)
@@ -115,7 +115,7 @@ def test_a_metric_declares_its_columns_and_may_return_no_others():
 
 def test_sweep_table_columns_come_from_the_metrics_declarations():
     declared = [c.name for c in METRICS.get("parameters").columns if c.table]
-    assert report.POINT_COLUMNS[2:2 + len(declared)] == declared
+    assert report.POINT_COLUMNS[len(report.POINT_IDENTITY):len(report.POINT_IDENTITY) + len(declared)] == declared
     hidden = {c.name for name in METRICS.names() for c in METRICS.get(name).columns if not c.point}
     assert "params_before" in hidden and not hidden & report.POINT_KEYS
     for regime, _ in report.REGIMES:

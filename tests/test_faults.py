@@ -25,11 +25,13 @@ import yaml
 from project import copy_project, env, runs, sh  # tests/ is on sys.path
 
 TINY = {"model": {"hidden": [32, 16]}, "train": {"epochs": 1}, "finetune": {"epochs": 1}}
-OUTPUTS = ("models/baseline.pt", "models/pruned.pt", "metrics/prune.json", "metrics/baseline.json")
+OUTPUTS = ("models/baseline/seed-0.pt", "models/pruned.pt", "metrics/prune.json", "metrics/baseline/seed-0.json")
+ARGS = {"train_baseline": ("--seed", "0")}  # the DVC matrix's command for seed 0
 
 
 def stage(proj: Path, name: str, **extra_env: str) -> subprocess.CompletedProcess:
-    return sh(proj, sys.executable, f"stages/{name}.py", check=False, timeout=300, TQDM_DISABLE="1", **extra_env)
+    return sh(proj, sys.executable, f"stages/{name}.py", *ARGS.get(name, ()), check=False, timeout=300,
+              TQDM_DISABLE="1", **extra_env)
 
 
 def snapshot(proj: Path) -> dict[str, bytes]:
@@ -120,7 +122,7 @@ class Evil:
 
 @pytest.mark.parametrize("case", ["truncated", "empty", "a list", "missing keys", "malicious pickle"])
 def test_corrupt_or_foreign_checkpoint_is_one_line_naming_it(proj, untouched, case, tmp_path):
-    path = proj / "models/baseline.pt"
+    path = proj / "models/baseline/seed-0.pt"
     good = path.read_bytes()
     marker = tmp_path / "code-ran"
     write = {
@@ -137,7 +139,7 @@ def test_corrupt_or_foreign_checkpoint_is_one_line_naming_it(proj, untouched, ca
         path.write_bytes(good)
     assert out.returncode == 2
     line = one_line(out)
-    assert line.startswith("error: models/baseline.pt: ") and "train_baseline" in line
+    assert line.startswith("error: models/baseline/seed-0.pt: ") and "train_baseline@0" in line
     assert "weights_only=False" not in line and "unpickle" not in line.replace("never unpickles", "")
     assert not marker.exists()
 
@@ -155,7 +157,7 @@ def start_training(proj: Path) -> subprocess.Popen:
     params = yaml.safe_load((proj / "params.yaml").read_text())
     params["train"]["epochs"] = 500
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = subprocess.Popen([sys.executable, "stages/train_baseline.py"], cwd=proj, env=env(TQDM_DISABLE="1"),
+    proc = subprocess.Popen([sys.executable, "stages/train_baseline.py", "--seed", "0"], cwd=proj, env=env(TQDM_DISABLE="1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     deadline = time.monotonic() + 120
     while not any(r["status"] == "RUNNING" and r["tags"].get("prunelab.pid") == str(proc.pid) for r in runs(proj)):
@@ -182,10 +184,10 @@ def test_sigkill_leaves_a_running_run_that_the_next_stage_marks_killed(proj, unt
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     orphan = [r for r in runs(proj) if r["status"] == "RUNNING"]
-    assert [r["name"] for r in orphan] == ["train_baseline"]  # what SIGKILL leaves: no code ran to end it
+    assert [r["name"] for r in orphan] == ["train_baseline seed 0"]  # what SIGKILL leaves: no code ran to end it
     out = stage(proj, "prune")
     assert out.returncode == 0
-    assert (f"tracking: marked 1 run(s) KILLED whose process (pid {proc.pid}) is gone: train_baseline"
+    assert (f"tracking: marked 1 run(s) KILLED whose process (pid {proc.pid}) is gone: train_baseline seed 0"
             in out.stderr)
     assert {r["id"]: r["status"] for r in runs(proj)}[orphan[0]["id"]] == "KILLED"
 
@@ -197,7 +199,7 @@ def test_ctrl_c_is_one_line_exit_130_and_a_killed_run(proj, untouched, long_trai
     assert proc.returncode == 130
     line = one_line(subprocess.CompletedProcess([], 130, stdout, stderr))
     assert line.startswith("interrupted: the run is marked KILLED")
-    assert sorted(r["status"] for r in runs(proj) if r["name"] == "train_baseline")[-1] == "KILLED"
+    assert sorted(r["status"] for r in runs(proj) if r["name"] == "train_baseline seed 0")[-1] == "KILLED"
 
 
 def test_sigterm_is_one_line_exit_143_and_a_killed_run(proj, untouched, long_training):

@@ -99,5 +99,5 @@ def test_report_plotting_and_sweep_config_import_no_torch():
 
 
 def test_sweep_config_lists_known_methods_when_one_is_unknown():
-    with pytest.raises(ConfigError, match=r"sweep\.methods\[1\] = 'magnitude'.*'filter', 'unit', 'weight'"):
+    with pytest.raises(ConfigError, match=r"sweep\.methods\[1\] = 'magnitude'.*'filter', 'random', 'unit', 'weight'"):
         SweepConfig(methods=("weight", "magnitude"))

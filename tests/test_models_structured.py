@@ -218,5 +218,5 @@ def test_a_method_that_would_prune_nothing_is_refused_by_name(name, method, phys
 
 def test_refusal_lists_the_methods_that_do_apply():
     model, _ = build("mlp")
-    with pytest.raises(ConfigError, match=r"allowed: unit, weight or weight_global: model 'mlp' has no convolution"):
+    with pytest.raises(ConfigError, match=r"allowed: random, unit, weight or weight_global: model 'mlp' has no convolution"):
         METHODS.get("filter").check_model(model, "mlp", PruneConfig(method="filter"))

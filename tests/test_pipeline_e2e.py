@@ -39,7 +39,7 @@ def proj(tmp_path_factory) -> Path:
 def test_output_off_a_terminal_is_one_line_per_epoch_and_point_without_redraws(proj):
     text = REPRO["stdout"] + REPRO["stderr"]
     assert "\r" not in text and "\x1b[" not in text, "progress-bar redraws or cursor control off a terminal"
-    assert "train baseline: epoch 2/2 train_loss " in text and "fine-tune: epoch 1/2 " in text
+    assert "train baseline seed 0: epoch 2/2 train_loss " in text and "fine-tune: epoch 1/2 " in text
     assert "sweep weight: point 3/3 k=0.9 one-shot " in text
 
 
@@ -68,11 +68,11 @@ def test_repro_writes_metrics_sweep_table_and_plots(proj):
     assert evaluate["sparsity_prunable"] == pytest.approx(0.9, abs=1e-4) and evaluate["target_sparsity"] == 0.9
     assert 0.0 <= evaluate["test_accuracy"] <= 1.0
     assert evaluate["nonzero_params"] < evaluate["params"]
-    assert read_json(proj, "metrics/baseline.json")["test_accuracy"] > 0.5
+    assert read_json(proj, "metrics/baseline/seed-0.json")["test_accuracy"] > 0.5
     with open(proj / "results/sweep.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert [(r["method"], float(r["sparsity"])) for r in rows] == [
-        (m, k) for m in ("weight", "unit") for k in (0.0, 0.5, 0.9)]
+    assert [(r["method"], r["seed"], float(r["sparsity"])) for r in rows] == [
+        (m, "0", k) for m in ("weight", "unit") for k in (0.0, 0.5, 0.9)]
     assert all(r["finetuned_test_accuracy"] for r in rows)
     assert (proj / "results/plots/sweep.png").stat().st_size > 10_000
     shown = sh(proj, "dvc", "metrics", "show").stdout
@@ -112,8 +112,8 @@ def test_bad_param_fails_cleanly_and_keeps_results(proj):
 
 def test_exp_run_reruns_only_what_depends_on_sparsity(proj):
     out = sh(proj, "dvc", "exp", "run", "-S", "prune.sparsity=0.5").stdout
-    assert "Stage 'train_baseline' didn't change, skipping" in out
-    assert "Stage 'sweep@weight' didn't change, skipping" in out
+    assert "Stage 'train_baseline@0' didn't change, skipping" in out
+    assert "Stage 'sweep@weight-0' didn't change, skipping" in out
     assert "Running stage 'prune'" in out and "Running stage 'evaluate'" in out
     assert read_json(proj, "metrics/evaluate.json")["sparsity_prunable"] == pytest.approx(0.5, abs=1e-4)
     exp_runs = [r for r in runs(proj) if r["tags"]["dvc_exp"] != "workspace"]
@@ -170,7 +170,7 @@ def test_polynomial_schedule_prunes_during_finetuning(proj):
     # up to evaluate only: the sweep's gradual points are tested in test_schedule.py
     out = sh(proj, "dvc", "exp", "run", "evaluate", "-S", "prune.schedule=polynomial", "-S", "prune.sparsity=0.6",
              "-S", "prune.steps=3").stdout
-    assert "Stage 'train_baseline' didn't change, skipping" in out
+    assert "Stage 'train_baseline@0' didn't change, skipping" in out
     assert "Running stage 'finetune'" in out and "pruned gradually to sparsity 0.6" in out
     assert read_json(proj, "metrics/prune.json")["sparsity_prunable"] == 0.0  # the ramp starts dense
     assert read_json(proj, "metrics/evaluate.json")["sparsity_prunable"] == pytest.approx(0.6, abs=1e-4)
@@ -189,8 +189,50 @@ def test_physical_unit_pruning_runs_through_every_stage(proj):
     evaluate = read_json(proj, "metrics/evaluate.json")
     assert evaluate["params"] == prune["params_after"] and 0.0 <= evaluate["test_accuracy"] <= 1.0
     assert evaluate["param_reduction"] == pytest.approx(prune["param_reduction"])
-    units = read_json(proj, "results/sweep/unit.json")["points"]
+    units = read_json(proj, "results/sweep/unit/seed-0.json")["points"]
     assert [p["units_removed_fraction"] for p in units] == pytest.approx([p["sparsity"] for p in units], abs=0.01)
+
+
+def test_iterative_pruning_drives_prune_finetune_evaluate(proj):
+    out = sh(proj, "dvc", "exp", "run", "evaluate", "-S", "prune.schedule=iterative", "-S", "prune.rewind=epoch:1",
+             "-S", "prune.method=weight", "-S", "prune.physical=false", "-S", "prune.sparsity=0.9",
+             "-S", "sweep.sparsities=[0.0,0.5,0.9]").stdout
+    assert "Stage 'train_baseline@0' didn't change, skipping" in out
+    assert "replay baseline to epoch 1" in out  # epoch:1 replays the first epoch and checks its digest
+    assert read_json(proj, "metrics/prune.json")["sparsity_prunable"] == pytest.approx(0.9, abs=1e-4)
+    assert read_json(proj, "metrics/evaluate.json")["sparsity_prunable"] == pytest.approx(0.9, abs=1e-4)
+    levels = [r for r in runs(proj) if r["name"].startswith("prune IMP k=")]
+    assert sorted(r["name"] for r in levels)[-3:] == ["prune IMP k=0", "prune IMP k=0.5", "prune IMP k=0.9"]
+    assert all(r["tags"].get("mlflow.parentRunId") for r in levels)  # nested under the prune run
+    # rewinding to the baseline's last epoch leaves nothing to retrain: refused, results kept
+    before = (proj / "models/pruned.pt").read_bytes()
+    bad = sh(proj, "dvc", "exp", "run", "prune", "-S", "prune.rewind=epoch:2", check=False)
+    text = bad.stdout + bad.stderr
+    assert bad.returncode != 0 and "Traceback" not in text
+    assert "prune.rewind = 'epoch:2'" in text and "N < 2" in text
+    assert (proj / "models/pruned.pt").read_bytes() == before
+    sh(proj, "git", "checkout", "params.yaml")
+
+
+def test_adding_a_seed_runs_only_that_seeds_stages_and_plots_mean_and_spread(proj):
+    sh(proj, "dvc", "repro")  # earlier tests' experiments left the workspace's outputs from other params
+    original = (proj / "params.yaml").read_text()
+    try:
+        out = sh(proj, "dvc", "exp", "run", "-S", "sweep.seeds=[0,1]").stdout
+    finally:
+        (proj / "params.yaml").write_text(original)
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert {"train_baseline@1", "sweep@weight-1", "sweep@unit-1", "plot"} <= ran
+    assert not ran & {"fetch_data", "train_baseline@0", "sweep@weight-0", "sweep@unit-0", "prune", "finetune",
+                      "evaluate"}
+    with open(proj / "results/sweep.csv") as fh:
+        assert {r["seed"] for r in csv.DictReader(fh)} == {"0", "1"}
+    with open(proj / "results/plots/curves.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["seeds"] for r in rows} == {"2"} and any(float(r["accuracy_std"]) > 0 for r in rows)
+    summary = read_json(proj, "results/sweep_summary.json")
+    accuracies = [read_json(proj, f"metrics/baseline/seed-{s}.json")["test_accuracy"] for s in (0, 1)]
+    assert summary["seeds"] == 2 and summary["baseline_test_accuracy"] == pytest.approx(sum(accuracies) / 2)
 
 
 def write_photos(folder: Path, per_class: int = 12) -> None:
@@ -216,7 +258,7 @@ def test_own_image_folder_worked_example(proj):
     out = sh(proj, "dvc", "exp", "run", "-S", "data.name=imagefolder", "-S", "data.root=data/local/photos",
              "-S", "data.image_size=16", "-S", "data.augment=true", "-S", "model.name=cifar_cnn",
              "-S", "sweep.sparsities=[0.0,0.5]").stdout
-    assert "Running stage 'fetch_data'" in out and "Running stage 'train_baseline'" in out
+    assert "Running stage 'fetch_data'" in out and "Running stage 'train_baseline@0'" in out
     summary = read_json(proj, "metrics/data.json")
     assert summary["dataset"] == "imagefolder" and summary["classes"] == 3 and summary["input_shape"] == [3, 16, 16]
     assert summary["train"] + summary["val"] + summary["test"] == 36

@@ -91,7 +91,7 @@ def test_early_stopping_waits_for_the_target(tiny_model, tiny_data):
 def test_structural_methods_cannot_be_gradual():
     with pytest.raises(TypeError, match="physically"):
         GradualPruner(METHODS.get("filter"), {}, Polynomial(0.0, 0.5))
-    with pytest.raises(ConfigError, match=r"prune\.schedule.*prune\.physical: true.*masks of unit, weight"):
+    with pytest.raises(ConfigError, match=r"prune\.schedule.*prune\.physical: true.*masks of random, unit, weight"):
         PruneConfig(method="unit", physical=True, schedule="polynomial", sparsity=0.5)
 
 

@@ -36,6 +36,8 @@ class Checkpoint:
     num_classes: int
     masks: dict[str, torch.Tensor] = field(default_factory=dict)  # float 0/1, by layer name
     meta: dict[str, Any] = field(default_factory=dict)
+    # a baseline's rewind points for iterative pruning (lottery.RewindPoints.as_blob); empty otherwise
+    rewind: dict[str, Any] = field(default_factory=dict)
 
 
 def save(path: str | Path, ckpt: Checkpoint) -> Path:
@@ -49,6 +51,7 @@ def save(path: str | Path, ckpt: Checkpoint) -> Path:
         "state_dict": {k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()},
         "masks": {k: v.detach().cpu().bool() for k, v in ckpt.masks.items()},
         "meta": ckpt.meta,
+        "rewind": ckpt.rewind,
     }
     return atomic.write_torch(path, blob)
 
@@ -70,12 +73,13 @@ def load(path: str | Path) -> Checkpoint:
         model.load_state_dict(blob["state_dict"])
         masks = {k: v.float() for k, v in blob["masks"].items()}
         meta = dict(blob["meta"])
+        rewind = dict(blob.get("rewind") or {})
     except PrunelabError as exc:  # a config this prunelab refuses (ConfigError), a layer it cannot rebuild
         raise PrunelabError(f"{path}: not a checkpoint this prunelab can load ({exc}); {atomic.rerun_hint(path)}") from None
     except (TypeError, ValueError, RuntimeError, AttributeError, KeyError) as exc:
         raise PrunelabError(f"{path}: its contents do not fit a prunelab model ({atomic.reason(exc)}); "
                             f"{atomic.rerun_hint(path)}") from None
-    return Checkpoint(model, cfg, shape, classes, masks, meta)
+    return Checkpoint(model, cfg, shape, classes, masks, meta, rewind)
 
 
 def _resized(module: nn.Module, weight: torch.Tensor) -> nn.Module | None:

@@ -34,7 +34,7 @@ EXPERIMENT_COLUMNS = [
 ]
 POINT_COLUMNS = [
     ("experiment", "tags.dvc_exp"), ("dataset", "tags.dataset"), ("model", "tags.model"),
-    ("method", "tags.method"), ("sparsity", "metrics.sparsity"),
+    ("method", "tags.method"), ("seed", "tags.seed"), ("sparsity", "metrics.sparsity"),
     ("oneshot_test_accuracy", "metrics.oneshot_test_accuracy"),
     ("finetuned_test_accuracy", "metrics.finetuned_test_accuracy"),
     ("sparsity_prunable", "metrics.sparsity_prunable"), ("nonzero_params", "metrics.nonzero_params"),
@@ -56,7 +56,9 @@ def table(runs: pd.DataFrame | None, experiments: Sequence[str] = (), points: bo
         runs = runs[runs["tags.dvc_exp"].isin(experiments)]
     if points:
         runs = runs[(runs["tags.stage"] == "sweep") & runs.get("metrics.sparsity", pd.Series(dtype=float)).notna()]
-        columns, key = POINT_COLUMNS, ["tags.dvc_exp", "tags.method", "metrics.sparsity"]
+        if "tags.seed" not in runs:  # runs logged before sweeps had seeds
+            runs = runs.assign(**{"tags.seed": None})
+        columns, key = POINT_COLUMNS, ["tags.dvc_exp", "tags.method", "tags.seed", "metrics.sparsity"]
     else:
         runs = runs[runs["tags.stage"] == "evaluate"]
         columns, key = EXPERIMENT_COLUMNS, ["tags.dvc_exp"]
@@ -69,7 +71,7 @@ def table(runs: pd.DataFrame | None, experiments: Sequence[str] = (), points: bo
     for count in ("params", "nonzero_params"):  # counts read as counts, not 2.386e+06
         if count in out:
             out[count] = out[count].astype("Int64")
-    return out.sort_values([c for c in ("experiment", "method", "sparsity") if c in out]).reset_index(drop=True)
+    return out.sort_values([c for c in ("experiment", "method", "seed", "sparsity") if c in out]).reset_index(drop=True)
 
 
 def markdown(frame: pd.DataFrame) -> str:

@@ -37,7 +37,9 @@ class Section:
         object.__setattr__(self, name, value)  # frozen dataclass: normalise once, here
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}  # type: ignore[call-overload]
+        """The section as params.yaml holds it (fields that are not params keys left out)."""
+        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+                for f in dataclasses.fields(self) if f.metadata.get("param", True)}  # type: ignore[arg-type]
 
 
 IMAGE_SIZES = (8, 1024)  # data.image_size bounds: below 8 no CNN has room, above 1024 memory explodes
@@ -154,14 +156,18 @@ class PruneConfig(Section):
     norm: str = "l2"  # filter only: rank filters by L1 or L2 norm (R2: l2)
     include_classifier: bool = False  # the final layer stays dense (design.md section 4)
     physical: bool = False  # unit only: remove the pruned neurons (a smaller network) instead of zeroing them
-    schedule: str = "oneshot"  # R1 prunes once; 'polynomial' prunes gradually during fine-tuning (R2)
+    schedule: str = "oneshot"  # R1 prunes once; 'polynomial' gradually during fine-tuning (R2); 'iterative': IMP
     initial_sparsity: float = 0.0  # polynomial: the sparsity fine-tuning starts from (R2: 0)
     ramp: float = 0.5  # polynomial: fraction of fine-tuning over which sparsity rises; the rest recovers
     steps: int = 10  # polynomial: how often masks are recomputed during the ramp
     power: float = 3.0  # polynomial: Zhu & Gupta's cubic, also TF Model Optimization's default
+    rewind: str = "init"  # iterative: where survivors restart each level (Frankle & Carbin 2019: init)
+    # not a params key: the replicate's seed (sweep.seeds, or seed), which a random method draws from
+    seed: int = dataclasses.field(default=0, metadata={"param": False})
 
     def __post_init__(self) -> None:
         from prunelab.pruning import METHODS
+        from prunelab.pruning.rewind import parse_rewind
         from prunelab.pruning.schedule import SCHEDULES
 
         check_choice(self.key("method"), self.method, METHODS.names())
@@ -184,6 +190,12 @@ class PruneConfig(Section):
             raise ConfigError(self.key("ramp"), self.ramp, "a fraction of fine-tuning with 0 < ramp <= 1")
         check_int(self.key("steps"), self.steps)
         self._set("power", check_float(self.key("power"), self.power))
+        parse_rewind(self.key("rewind"), self.rewind)
+        if self.schedule != "iterative" and self.rewind != "init":
+            raise ConfigError(self.key("rewind"), self.rewind,
+                              f"'init' unless prune.schedule is 'iterative' (it is {self.schedule!r}: "
+                              "only iterative pruning rewinds)")
+        check_int(self.key("seed"), self.seed, minimum=0)
         # which options and schedules go with which method: the method object knows
         METHODS.get(self.method).check_config(self)
         if self.schedule == "polynomial" and self.initial_sparsity > self.sparsity:
@@ -201,18 +213,28 @@ class PruneConfig(Section):
 
     @property
     def start(self) -> PruneConfig:
-        """Where pruning starts: this config, or for a gradual one, one-shot at its initial sparsity."""
-        if self.schedule == "oneshot":
+        """Where pruning starts: this config, or for a gradual one, one-shot at its initial sparsity.
+
+        An iterative config starts as one-shot at its target: what its first level prunes
+        from the dense model is drawn as the one-shot point.
+        """
+        if self.schedule != "polynomial":
             return self
         return dataclasses.replace(self, schedule="oneshot", sparsity=self.initial_sparsity)
 
     @property
+    def iterative(self) -> bool:
+        return self.schedule == "iterative"
+
+    @property
     def label(self) -> str:
-        """How the amount is written in run names: 0.8, threshold 0.5, or 0→0.5 polynomial."""
+        """How the amount is written in run names: 0.8, threshold 0.5, 0→0.5 polynomial, 0.8 IMP rewind init."""
         if self.threshold is not None:
             return f"threshold {self.threshold:g}"
         if self.schedule == "polynomial":
             return f"{self.initial_sparsity:g}→{self.sparsity:g} polynomial"
+        if self.iterative:
+            return f"{self.sparsity:g} IMP rewind {self.rewind}"
         return f"{self.sparsity:g}"
 
 
@@ -238,6 +260,7 @@ class FinetuneConfig(OptimConfig):
 class SweepConfig(Section):
     SECTION: ClassVar[str] = "sweep"
     methods: tuple[str, ...] = ("weight", "unit")  # R1 compares these two
+    seeds: tuple[int, ...] = (0,)  # replicates: baseline and sweep once per seed; mean and spread over them
     sparsities: tuple[float, ...] = R1_SPARSITIES  # R1's 13 points
     finetune_epochs: int = 2  # 0 = one-shot only; a little fine-tuning shows what pruning really costs
     tolerance: float = 0.01  # "accuracy holds" = within 1 point of the dense baseline (summary only)
@@ -248,6 +271,7 @@ class SweepConfig(Section):
         names = METHODS.names()
         self._set("methods", check_unique_list(
             self.key("methods"), self.methods, lambda k, v: check_choice(k, v, names)))
+        self._set("seeds", check_unique_list(self.key("seeds"), self.seeds, lambda k, v: check_int(k, v, minimum=0)))
         self._set("sparsities", check_unique_list(self.key("sparsities"), self.sparsities, check_sparsity))
         check_int(self.key("finetune_epochs"), self.finetune_epochs, minimum=0)
         self._set("tolerance", check_float(self.key("tolerance"), self.tolerance, strict=False))
@@ -279,7 +303,7 @@ def section(params: Mapping[str, Any], cls: type[S]) -> S:
     raw = params.get(name) or {}
     if not isinstance(raw, Mapping):
         raise ConfigError(name, raw, "a mapping of keys")
-    known = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    known = [f.name for f in dataclasses.fields(cls) if f.metadata.get("param", True)]  # type: ignore[arg-type]
     for key in raw:
         if key not in known:
             raise ConfigError(f"{name}.{key}", raw[key], f"a known key of {name}: {', '.join(known)}")
@@ -287,4 +311,14 @@ def section(params: Mapping[str, Any], cls: type[S]) -> S:
 
 
 def seed(params: Mapping[str, Any]) -> int:
-    return check_int("seed", params.get("seed", 0), minimum=0)
+    """The data split's seed, and the replicate the single-model path (prune → finetune → evaluate) uses.
+
+    It must be one of ``sweep.seeds``: that path prunes the baseline trained with it.
+    """
+    value = check_int("seed", params.get("seed", 0), minimum=0)
+    seeds = section(params, SweepConfig).seeds
+    if value not in seeds:
+        raise ConfigError("seed", value, f"one of sweep.seeds {list(seeds)}: the single-model path prunes the "
+                          f"baseline trained with `seed`, and a baseline is trained for each of sweep.seeds "
+                          f"(add {value} to sweep.seeds, or pick one of them)")
+    return value

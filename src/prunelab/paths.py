@@ -14,20 +14,20 @@ LOCAL_SOURCES = DATA_DIR / "local"  # users' own dataset files; fetch_data depen
 DATA_SUMMARY = Path("metrics") / "data.json"
 
 MODELS_DIR = Path("models")
-BASELINE_MODEL = MODELS_DIR / "baseline.pt"
+BASELINE_DIR = MODELS_DIR / "baseline"  # one dense model per seed of sweep.seeds: seed-<s>.pt
 PRUNED_MODEL = MODELS_DIR / "pruned.pt"
 FINETUNED_MODEL = MODELS_DIR / "finetuned.pt"
 
 METRICS_DIR = Path("metrics")
-BASELINE_METRICS = METRICS_DIR / "baseline.json"
-BASELINE_HISTORY = METRICS_DIR / "baseline_history.csv"
+BASELINE_METRICS_DIR = METRICS_DIR / "baseline"  # seed-<s>.json
+BASELINE_HISTORY_DIR = METRICS_DIR / "baseline_history"  # seed-<s>.csv: one DVC plot per seed
 PRUNE_METRICS = METRICS_DIR / "prune.json"
 FINETUNE_HISTORY = METRICS_DIR / "finetune_history.csv"
 EVALUATE_METRICS = METRICS_DIR / "evaluate.json"
 
 RESULTS_DIR = Path("results")
-SWEEP_DIR = RESULTS_DIR / "sweep"  # one file per method, written by the sweep matrix
-SWEEP_CSV = RESULTS_DIR / "sweep.csv"  # the whole sweep, one row per (method, sparsity)
+SWEEP_DIR = RESULTS_DIR / "sweep"  # <method>/seed-<s>.json, written by the sweep matrix
+SWEEP_CSV = RESULTS_DIR / "sweep.csv"  # the whole sweep, one row per (method, seed, sparsity)
 PLOTS_DIR = RESULTS_DIR / "plots"
 CURVES_CSV = PLOTS_DIR / "curves.csv"  # long format for `dvc plots show`
 SWEEP_PNG = PLOTS_DIR / "sweep.png"
@@ -35,17 +35,35 @@ SWEEP_PARAMS_PNG = PLOTS_DIR / "sweep_params.png"  # the same curves against par
 SWEEP_SUMMARY = RESULTS_DIR / "sweep_summary.json"
 
 # which stage writes each file that later stages load, so an error can say what to rerun
-WRITTEN_BY = {PREPARED_DATA: "fetch_data", BASELINE_MODEL: "train_baseline", PRUNED_MODEL: "prune",
-              FINETUNED_MODEL: "finetune"}
+WRITTEN_BY = {PREPARED_DATA: "fetch_data", PRUNED_MODEL: "prune", FINETUNED_MODEL: "finetune"}
+
+
+def _seeded(folder: Path, seed: int, suffix: str) -> Path:
+    return folder / f"seed-{seed}{suffix}"
+
+
+def baseline_model(seed: int) -> Path:
+    return _seeded(BASELINE_DIR, seed, ".pt")
+
+
+def baseline_metrics(seed: int) -> Path:
+    return _seeded(BASELINE_METRICS_DIR, seed, ".json")
+
+
+def baseline_history(seed: int) -> Path:
+    return _seeded(BASELINE_HISTORY_DIR, seed, ".csv")
+
+
+def sweep_result(method: str, seed: int) -> Path:
+    return _seeded(SWEEP_DIR / method, seed, ".json")
 
 
 def writer(path: str | os.PathLike[str]) -> str | None:
     """The stage that writes ``path`` (None for a file no stage writes)."""
-    return WRITTEN_BY.get(Path(path))
-
-
-def sweep_result(method: str) -> Path:
-    return SWEEP_DIR / f"{method}.json"
+    path = Path(path)
+    if path.parent == BASELINE_DIR and path.stem.startswith("seed-"):
+        return f"train_baseline@{path.stem[len('seed-'):]}"  # the DVC matrix stage of that seed
+    return WRITTEN_BY.get(path)
 
 
 def repo_root() -> Path:

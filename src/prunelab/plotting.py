@@ -1,7 +1,9 @@
 """Figures for people: accuracy and loss versus sparsity (or parameters left), one colour per method.
 
-Solid lines are one-shot (pruned, not retrained); dashed lines are after fine-tuning.
-The dense baseline is a grey reference line.
+Solid lines are one-shot (pruned, not retrained), dashed lines after fine-tuning,
+dash-dotted after iterative magnitude pruning. The dense baseline is a grey reference
+line. With several seeds each line is the mean over them and a shaded band ± 1 sample
+standard deviation (the baseline's band is grey).
 """
 
 from __future__ import annotations
@@ -18,33 +20,45 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 from prunelab import atomic  # noqa: E402
 from prunelab.report import REGIMES  # noqa: E402
 
-STYLES = {"oneshot": ("-", "o"), "finetuned": ("--", "s")}  # line and marker per regime
-
-
-X_AXES = {  # x: how to read it from a point, its label
-    "sparsity": (lambda p: p["sparsity"] * 100, "sparsity k (% of the weights, units or filters each method removes)"),
+STYLES = {"oneshot": ("-", "o"), "finetuned": ("--", "s"), "iterative": ("-.", "^")}  # line and marker per regime
+X_AXES = {  # x: which curves.csv column, its label
+    "sparsity": ("sparsity", "sparsity k (% of the weights, units or filters each method removes)"),
     # non-zero parameters: what a masked model really holds, and a filter-pruned model's size
-    "params": (lambda p: p["nonzero_params"], "parameters left (non-zero)"),
+    "params": ("params", "parameters left (non-zero)"),
 }
 
 
-def sweep_figure(points_by_method: dict[str, list[dict[str, Any]]], baseline: dict[str, float],
-                 title: str, path: str | Path, x: str = "sparsity") -> Path:
-    x_of, x_label = X_AXES[x]
+def sweep_figure(rows: list[dict[str, Any]], baseline: dict[str, float], title: str, path: str | Path,
+                 x: str = "sparsity") -> Path:
+    """The curves of ``report.curves`` (means over seeds): a shaded band of ± 1 std where there are several seeds.
+
+    ``baseline``: test_accuracy, test_loss and their *_std over the seeds' dense models.
+    """
+    column, x_label = X_AXES[x]
+    scale = 100 if x == "sparsity" else 1
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), constrained_layout=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
     for ax, metric, label in ((axes[0], "accuracy", "test accuracy"), (axes[1], "loss", "test loss")):
-        ax.axhline(baseline[f"test_{metric}"], color="0.55", lw=1, ls=":", label="dense baseline")
-        for i, (method, points) in enumerate(points_by_method.items()):
-            pts = sorted(points, key=lambda p: p["sparsity"])
-            for regime, regime_label in REGIMES:
-                style, marker = STYLES[regime]
-                ys = [p.get(f"{regime}_test_{metric}") for p in pts]
-                if all(y is None for y in ys):
+        mean, std = baseline[f"test_{metric}"], baseline.get(f"test_{metric}_std", 0.0)
+        ax.axhline(mean, color="0.55", lw=1, ls=":", label="dense baseline")
+        if std:
+            ax.axhspan(mean - std, mean + std, color="0.55", alpha=0.12, lw=0)
+        for regime, regime_label in REGIMES:
+            style, marker = STYLES[regime]
+            for method in methods:
+                pts = sorted((r for r in rows if r["method"] == method and r["regime"] == regime),
+                             key=lambda r: r["sparsity"])
+                if not pts:
                     continue
-                xs = [x_of(p) for p, y in zip(pts, ys) if y is not None]
-                ax.plot(xs, [y for y in ys if y is not None], ls=style, marker=marker, ms=4,
-                        color=colours[i % len(colours)], label=f"{method}, {regime_label}")
+                colour = colours[methods.index(method) % len(colours)]
+                xs = [r[column] * scale for r in pts]
+                ys = [r[metric] for r in pts]
+                ax.plot(xs, ys, ls=style, marker=marker, ms=4, color=colour, label=f"{method}, {regime_label}")
+                if any(r[f"{metric}_std"] for r in pts):
+                    sd = [r[f"{metric}_std"] for r in pts]
+                    lower = [max(y - d, 1e-6) if metric == "loss" else y - d for y, d in zip(ys, sd)]
+                    ax.fill_between(xs, lower, [y + d for y, d in zip(ys, sd)], color=colour, alpha=0.15, lw=0)
         ax.set_xlabel(x_label)
         if x == "params":
             ax.set_xscale("log")
@@ -55,7 +69,9 @@ def sweep_figure(points_by_method: dict[str, list[dict[str, Any]]], baseline: di
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
         else:
             ax.set_yscale("log")
-    axes[0].legend(loc="lower left", fontsize=9)
+    seeds = max((r["seeds"] for r in rows), default=1)
+    axes[0].legend(loc="lower left", fontsize=9,
+                   title=f"mean of {seeds} seeds, band ± 1 std" if seeds > 1 else None, title_fontsize=9)
     fig.suptitle(title)
     try:
         atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))

@@ -15,8 +15,9 @@ from prunelab import atomic
 from prunelab.errors import PrunelabError
 from prunelab.measure import METRICS
 
-# (prefix, label): before fine-tuning (pruned and evaluated at once) and after it
-REGIMES = (("oneshot", "one-shot"), ("finetuned", "fine-tuned"))
+# (prefix, label): before fine-tuning (pruned and evaluated at once), after it, and after
+# iterative magnitude pruning (prune.schedule iterative: each k a level of IMP)
+REGIMES = (("oneshot", "one-shot"), ("finetuned", "fine-tuned"), ("iterative", "IMP"))
 # What each sweep point measures, in table order, and with which column prefixes.
 POINT_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("parameters", ("",)),
@@ -24,7 +25,7 @@ POINT_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("finetune", ("",)),
     ("structure", ("",)),
 )
-POINT_IDENTITY = ["method", "sparsity"]  # what the point is: its method and requested k
+POINT_IDENTITY = ["method", "seed", "sparsity"]  # what the point is: method, replicate, requested k
 
 
 def _columns(where: str) -> list[str]:
@@ -33,8 +34,11 @@ def _columns(where: str) -> list[str]:
 
 
 POINT_COLUMNS = POINT_IDENTITY + _columns("table")  # results/sweep.csv
-POINT_KEYS = frozenset(POINT_IDENTITY + _columns("point"))  # results/sweep/<method>.json
-CURVE_COLUMNS = ["series", "method", "regime", "sparsity", "params", "accuracy", "loss"]
+POINT_KEYS = frozenset(POINT_IDENTITY + _columns("point"))  # results/sweep/<method>/seed-<s>.json
+# curves.csv: the mean over seeds per method, regime and k; *_std the spread (sample std,
+# 0 with one seed), seeds how many replicates the mean is over
+CURVE_COLUMNS = ["series", "method", "regime", "sparsity", "params", "accuracy", "accuracy_std", "loss",
+                 "loss_std", "seeds"]
 
 
 def point_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -42,11 +46,12 @@ def point_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in POINT_KEYS}
 
 
-def load_sweep(path: str | Path, method: str, sparsities: Sequence[float]) -> list[dict[str, Any]]:
-    """Read one method's sweep result and check it holds exactly the requested points."""
+def load_sweep(path: str | Path, method: str, sparsities: Sequence[float], seed: int | None = None) -> list[dict[str, Any]]:
+    """Read one method's sweep result (one seed) and check it holds exactly the requested points."""
     path = Path(path)
+    stage = f"sweep@{method}" + (f"-{seed}" if seed is not None else "")
     if not path.exists():
-        raise PrunelabError(f"sweep result {path} is missing: run `dvc repro` (stage sweep@{method})")
+        raise PrunelabError(f"sweep result {path} is missing: run `dvc repro` (stage {stage})")
     points = atomic.read_json(path)["points"]
     found = [p["sparsity"] for p in points]
     if sorted(found) != sorted(sparsities):
@@ -55,42 +60,69 @@ def load_sweep(path: str | Path, method: str, sparsities: Sequence[float]) -> li
     return points
 
 
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+
+
+def by_sparsity(points: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, list[float]]]:
+    """Each k in order with the values of ``key`` over the seeds that have one."""
+    ks = sorted({p["sparsity"] for p in points})
+    out = [(k, [p[key] for p in points if p["sparsity"] == k and p.get(key) is not None]) for k in ks]
+    return [(k, vs) for k, vs in out if vs]
+
+
+def mean_curve(points: Sequence[Mapping[str, Any]], key: str) -> list[dict[str, float]]:
+    """``key``'s mean and spread over seeds at each k: [{sparsity, mean, std, seeds}]."""
+    return [{"sparsity": k, "mean": m, "std": sd, "seeds": len(vs)}
+            for k, vs in by_sparsity(points, key) for m, sd in [mean_std(vs)]]
+
+
 def curves(points_by_method: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
     for method, points in points_by_method.items():
         for regime, regime_label in REGIMES:
-            for p in sorted(points, key=lambda p: p["sparsity"]):
-                if p.get(f"{regime}_test_accuracy") is None:
-                    continue
+            acc, loss = mean_curve(points, f"{regime}_test_accuracy"), mean_curve(points, f"{regime}_test_loss")
+            params = {r["sparsity"]: r["mean"] for r in mean_curve(points, "nonzero_params")}
+            for a, lo in zip(acc, loss):
                 rows.append({"series": f"{method}, {regime_label}", "method": method, "regime": regime,
-                             "sparsity": p["sparsity"], "params": p["nonzero_params"],
-                             "accuracy": p[f"{regime}_test_accuracy"],
-                             "loss": p[f"{regime}_test_loss"]})
+                             "sparsity": a["sparsity"], "params": params[a["sparsity"]],
+                             "accuracy": a["mean"], "accuracy_std": a["std"], "loss": lo["mean"],
+                             "loss_std": lo["std"], "seeds": a["seeds"]})
     return rows
 
 
 def holds_until(points: list[dict[str, Any]], key: str, reference: float, tolerance: float) -> float | None:
-    """The largest sparsity up to which every point keeps ``key`` within ``tolerance`` of ``reference``."""
+    """The largest sparsity up to which the mean of ``key`` over seeds stays within ``tolerance`` of ``reference``."""
     best = None
-    for p in sorted(points, key=lambda p: p["sparsity"]):
-        if p.get(key) is None or p[key] < reference - tolerance:
+    for row in mean_curve(points, key):
+        if row["mean"] < reference - tolerance:
             break
-        best = p["sparsity"]
+        best = row["sparsity"]
     return best
 
 
-def summary(points_by_method: dict[str, list[dict[str, Any]]], baseline_accuracy: float,
+def summary(points_by_method: dict[str, list[dict[str, Any]]], baseline_accuracies: Sequence[float],
             tolerance: float) -> dict[str, Any]:
-    """Per method and regime: the largest k whose accuracy stays within ``tolerance`` of dense."""
-    out: dict[str, Any] = {"baseline_test_accuracy": baseline_accuracy}
+    """Per method and regime: the largest k whose mean accuracy over seeds stays within ``tolerance``
+    of the dense baselines' mean, with the spread over seeds there and at the largest k."""
+    baseline, baseline_std = mean_std(list(baseline_accuracies))
+    out: dict[str, Any] = {"baseline_test_accuracy": baseline, "baseline_test_accuracy_std": baseline_std,
+                           "seeds": len(baseline_accuracies)}
     for method, points in points_by_method.items():
         entry = {}
         for regime, _ in REGIMES:
-            key = f"{regime}_test_accuracy"
-            if any(p.get(key) is not None for p in points):
-                held = holds_until(points, key, baseline_accuracy, tolerance)
-                entry[f"{regime}_holds_until"] = held if held is not None else -1.0
-                entry[f"{regime}_accuracy_at_max_sparsity"] = max(points, key=lambda p: p["sparsity"])[key]
+            curve = mean_curve(points, f"{regime}_test_accuracy")
+            if not curve:
+                continue
+            held = holds_until(points, f"{regime}_test_accuracy", baseline, tolerance)
+            at = {r["sparsity"]: r for r in curve}
+            entry[f"{regime}_holds_until"] = held if held is not None else -1.0
+            entry[f"{regime}_accuracy_std_at_holds_until"] = at[held]["std"] if held is not None else 0.0
+            entry[f"{regime}_accuracy_at_max_sparsity"] = curve[-1]["mean"]
+            entry[f"{regime}_accuracy_std_at_max_sparsity"] = curve[-1]["std"]
         out[method] = entry
     return out
 

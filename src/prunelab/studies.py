@@ -18,8 +18,9 @@ class Study:
 
 
 STUDIES: dict[str, Study] = {
-    "r1": Study("MNIST MLP, weight vs unit pruning, one-shot", {
+    "r1": Study("MNIST MLP, weight vs unit pruning, one-shot; three seeds and the random control", {
         "data.name": "mnist",
+        "sweep.methods": ["weight", "unit", "random"], "sweep.seeds": [0, 1, 2],
     }),
     "r2-mnist": Study("MNIST CNN pruned during fine-tuning on a polynomial schedule to 50 %", {
         "data.name": "mnist", "model.name": "mnist_cnn",
@@ -27,6 +28,7 @@ STUDIES: dict[str, Study] = {
         "prune.method": "weight", "prune.sparsity": 0.5, "prune.schedule": "polynomial",
         "finetune.epochs": 10, "finetune.batch_size": 128,
         "sweep.methods": ["weight"], "sweep.sparsities": [0.0, 0.25, 0.5, 0.75, 0.9], "sweep.finetune_epochs": 4,
+        "sweep.seeds": [0, 1, 2],
     }),
     "r2-cifar": Study("CIFAR-10 CNN, L2 filter pruning to about half the parameters, 5 epochs fine-tuning", {
         "data.name": "cifar10", "model.name": "cifar_cnn", "model.bias": False,

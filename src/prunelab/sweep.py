@@ -3,11 +3,16 @@
 Every point starts from the same baseline weights, so points are independent and their
 order does not matter. A point is a ``PruneConfig`` (``pruning.point.point_config``);
 its results are a plain dict whose keys the report's schema declares.
+
+On the iterative schedule a third regime follows: iterative magnitude pruning goes up
+through the same sparsities as levels (``lottery``), and each level's test numbers join
+the point at its k, so the three curves compare on one plot.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +22,9 @@ from tqdm.auto import tqdm
 
 from prunelab.config import FinetuneConfig, PruneConfig
 from prunelab.data.spec import DataSpec
+from prunelab.lottery import Level, Plan, iterate, levels
 from prunelab.measure import METRICS, Subject
-from prunelab.pruning import METHODS
+from prunelab.pruning import METHODS, prunable_layers
 from prunelab.pruning.gradual import GradualPruner
 from prunelab.pruning.masks import make_permanent
 from prunelab.pruning.point import point_config, prune
@@ -33,9 +39,19 @@ class Sweep:
     baseline: torch.nn.Module  # never modified: each point prunes a copy
     data: DataSpec
     finetune: FinetuneConfig | None  # its epochs are sweep.finetune_epochs; None: one-shot only
-    seed: int
+    seed: int  # the replicate's: fine-tuning's shuffling, a random method's draws
     device: torch.device
     augment: bool = False
+    iterative: Plan | None = None  # prune.schedule iterative: how IMP levels rewind and train
+
+
+def check_schedule(first: PruneConfig, finetune_epochs: int) -> None:
+    """A gradual schedule prunes during fine-tuning: the sweep must fine-tune."""
+    from prunelab.errors import ConfigError
+
+    if first.gradual and finetune_epochs == 0:
+        raise ConfigError("sweep.finetune_epochs", 0, f"at least 1 with prune.schedule {first.schedule!r} "
+                          "(the schedule prunes during fine-tuning)")
 
 
 def run_point(sweep: Sweep, cfg: PruneConfig) -> tuple[dict[str, Any], FitResult | None]:
@@ -45,10 +61,11 @@ def run_point(sweep: Sweep, cfg: PruneConfig) -> tuple[dict[str, Any], FitResult
     restarts from the baseline pruned to the schedule's start and reaches k gradually.
     """
     shape = tuple(sweep.data.input_shape)
+    cfg = dataclasses.replace(cfg, seed=sweep.seed)
     model = copy.deepcopy(sweep.baseline).to(sweep.device)
     pruned = METHODS.get(cfg.method).prune(model, cfg, shape)  # one-shot at k, whatever the schedule
     subject = Subject(model, pruned.layers, pruned.structure, sweep.data.test, sweep.device)
-    point: dict[str, Any] = {"method": cfg.method, "sparsity": cfg.sparsity}
+    point: dict[str, Any] = {"method": cfg.method, "seed": sweep.seed, "sparsity": cfg.sparsity}
     point.update(point_values(METRICS.get("structure")(subject)))
     point.update(METRICS.get("test")(subject, "oneshot_"))
     result = None
@@ -57,7 +74,7 @@ def run_point(sweep: Sweep, cfg: PruneConfig) -> tuple[dict[str, Any], FitResult
         if cfg.gradual is not None:
             model = copy.deepcopy(sweep.baseline).to(sweep.device)
             pruned = prune(model, cfg, shape)
-            pruner = GradualPruner(METHODS.get(cfg.method), pruned.layers, cfg.gradual)
+            pruner = GradualPruner(METHODS.get(cfg.method), pruned.layers, cfg.gradual, sweep.seed)
         result = fit(model, sweep.data, sweep.finetune, seed=sweep.seed, device=sweep.device,
                      desc=f"{cfg.method} k={cfg.sparsity:g} fine-tune", leave=False, augment=sweep.augment,
                      pruner=pruner)
@@ -69,8 +86,28 @@ def run_point(sweep: Sweep, cfg: PruneConfig) -> tuple[dict[str, Any], FitResult
     return point, result
 
 
+def run_iterative(sweep: Sweep, cfg: PruneConfig, sparsities: Sequence[float],
+                  on_level: Callable[[Level, dict[str, Any]], None] | None = None) -> dict[float, dict[str, Any]]:
+    """IMP up through ``sparsities`` from the baseline: each level's test numbers, by k."""
+    assert sweep.iterative is not None
+    plan, model, out = sweep.iterative, copy.deepcopy(sweep.baseline), {}
+    ks = levels(sparsities)
+    for i, level in enumerate(iterate(model, METHODS.get(cfg.method), cfg.include_classifier, ks, plan.state,
+                                      sweep.data, plan.train, seed=sweep.seed, device=sweep.device,
+                                      desc=f"{cfg.method} IMP", augment=plan.augment), 1):
+        subject = Subject(model, prunable_layers(model, cfg.include_classifier), {}, sweep.data.test,
+                          sweep.device, level.result)
+        out[level.sparsity] = METRICS.get("test")(subject, "iterative_")
+        if on_level is not None:
+            on_level(level, out[level.sparsity])
+        print(f"sweep {cfg.method}: {plan.label} level {i}/{len(ks)} k={level.sparsity:g} "
+              f"{out[level.sparsity]['iterative_test_accuracy']:.4f}", flush=True)
+    return out
+
+
 def run_sweep(sweep: Sweep, cfg: PruneConfig, method: str, sparsities: Sequence[float],
-              on_point: Callable[[dict[str, Any], FitResult | None], None] | None = None) -> list[dict[str, Any]]:
+              on_point: Callable[[dict[str, Any], FitResult | None], None] | None = None,
+              on_level: Callable[[Level, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Every k of ``sparsities`` with ``method``, the other options from ``cfg`` (the prune section)."""
     configs = [point_config(cfg, method, k) for k in sparsities]  # every point checked before any work
     points = []
@@ -85,4 +122,8 @@ def run_sweep(sweep: Sweep, cfg: PruneConfig, method: str, sparsities: Sequence[
             print(f"sweep {method}: point {i}/{len(configs)} k={point['sparsity']:g} one-shot "
                   f"{point['oneshot_test_accuracy']:.4f}" + (f" fine-tuned {tuned:.4f}" if tuned is not None else ""),
                   flush=True)
+    if sweep.iterative is not None:
+        by_k = run_iterative(sweep, configs[0], sparsities, on_level)
+        for point in points:
+            point.update(by_k[point["sparsity"]])
     return points

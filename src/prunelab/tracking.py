@@ -315,6 +315,16 @@ def log_metrics(metrics: Mapping[str, float | None], step: int | None = None) ->
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=step)
 
 
+def log_child(run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, str], values: Mapping[str, Any],
+              history: list[Mapping[str, float]] | None = None,
+              dataset: tuple[str | Path, str, str] | None = None) -> None:
+    """A finished nested run (a sweep point, an IMP level): its numeric ``values``, and per-epoch ``history``."""
+    with start_run(run_name, params=params, tags=tags, nested=True, dataset=dataset):
+        log_metrics({k: v for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)})
+        if history:
+            log_history(history)
+
+
 def log_history(history: list[Mapping[str, float]], prefix: str = "") -> None:
     """Per-epoch metrics in one batch, each at step = epoch."""
     now = int(time.time() * 1000)
@@ -376,15 +386,16 @@ def log_dataset(path: str | Path, name: str, context: str = "training") -> None:
         mlflow.log_input(dataset, context=context)
 
 
-def log_curves(points_by_method: Mapping[str, list[Mapping[str, Any]]], regimes: list[str]) -> None:
-    """The sweep's curves as metric histories: ``curve/<method>/<regime>_test_accuracy`` at step = k in
-    tenths of a percent (925 is k = 92.5 %). MLflow's chart view draws each as accuracy against k, and
-    selecting several plot runs overlays their curves."""
+def log_curves(rows: list[Mapping[str, Any]]) -> None:
+    """The sweep's curves (``report.curves``: means over seeds) as metric histories:
+    ``curve/<method>/<regime>_test_accuracy`` at step = k in tenths of a percent (925 is k = 92.5 %),
+    and ``..._std`` beside each with several seeds. MLflow's chart view draws each as accuracy
+    against k, and selecting several plot runs overlays their curves."""
     now = int(time.time() * 1000)
-    metrics = [Metric(f"curve/{method}/{regime}_test_{what}", float(p[f"{regime}_test_{what}"]), now,
-                      round(p["sparsity"] * 1000))
-               for method, points in points_by_method.items() for p in points for regime in regimes
-               for what in ("accuracy", "loss") if p.get(f"{regime}_test_{what}") is not None]
+    metrics = [Metric(f"curve/{r['method']}/{r['regime']}_test_{what}{suffix}", float(r[what + suffix]), now,
+                      round(r["sparsity"] * 1000))
+               for r in rows for what in ("accuracy", "loss")
+               for suffix in ("", "_std") if suffix == "" or r["seeds"] > 1]
     _log_batch(metrics)
 
 

@@ -11,5 +11,6 @@ from prunelab.pruning import magnitude as _magnitude  # noqa: F401  (registers w
 from prunelab.pruning import global_magnitude as _global  # noqa: F401  (registers weight_global)
 from prunelab.pruning import unit as _unit  # noqa: F401  (registers unit, and its physical variant)
 from prunelab.pruning import filter as _filter  # noqa: F401  (registers filter)
+from prunelab.pruning import random as _random  # noqa: F401  (registers random, the control)
 
 __all__ = ["MASKS", "METHODS", "STRUCTURAL", "MaskMethod", "Method", "Pruned", "prunable_layers"]

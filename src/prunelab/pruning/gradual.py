@@ -26,12 +26,13 @@ class GradualPruner:
     ``layers`` must carry masks at ``plan.initial`` already (the prune stage's output).
     """
 
-    def __init__(self, method: MaskMethod, layers: Mapping[str, nn.Module], plan: Polynomial) -> None:
+    def __init__(self, method: MaskMethod, layers: Mapping[str, nn.Module], plan: Polynomial,
+                 seed: int = 0) -> None:
         # the config refuses a structural method on a schedule (Method.check_config); this
         # guards the library's callers, who could hand over any method object
         if not isinstance(method, MaskMethod):
             raise TypeError(f"{method.name!r} removes structures physically: only mask methods prune gradually")
-        self.method, self.layers, self.plan = method, layers, plan
+        self.method, self.layers, self.plan, self.seed = method, layers, plan, seed
         self.masks = current_masks(layers)
         self.pending: list[tuple[int, float]] | None = None  # set by begin(): fit knows the step count
         self.step = 0
@@ -55,7 +56,7 @@ class GradualPruner:
             self.apply(self.pending.pop(0)[1])
 
     def apply(self, sparsity: float) -> None:
-        self.masks = self.method.masks(self.layers, sparsity, self.masks)
+        self.masks = self.method.masks_at(self.layers, sparsity, self.masks, self.seed)
         update_masks(self.layers, self.masks)
         self.sparsity = sparsity
 

@@ -116,11 +116,22 @@ class MaskMethod(Method):
     ``masks(layers, sparsity, current)`` reads the layers' effective weights and the
     current masks and returns new masks without touching the model; already-pruned
     weights rank first, so masks only shrink. Applying them is a separate step.
+    A method that draws at random sets ``seeded`` and takes ``masks(..., seed=)``.
+    Callers go through ``masks_at``, which passes the seed only to such methods.
     """
+
+    seeded: ClassVar[bool] = False  # masks depend on a seed (the replicate's): masks(..., seed=)
 
     def masks(self, layers: Mapping[str, nn.Module], sparsity: float,
               current: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def masks_at(self, layers: Mapping[str, nn.Module], sparsity: float,
+                 current: Mapping[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
+        """``masks``, with ``seed`` for a method that draws (``seeded``)."""
+        if self.seeded:
+            return self.masks(layers, sparsity, current, seed=seed)  # type: ignore[call-arg]
+        return self.masks(layers, sparsity, current)
 
     def prune(self, model: nn.Module, cfg, input_shape: tuple[int, ...]) -> Pruned:
         from prunelab.pruning.layers import prunable_layers
@@ -128,7 +139,7 @@ class MaskMethod(Method):
 
         self.require(model, cfg)
         layers = prunable_layers(model, cfg.include_classifier)
-        masks = self.masks(layers, cfg.sparsity, dense_masks(layers))
+        masks = self.masks_at(layers, cfg.sparsity, dense_masks(layers), getattr(cfg, "seed", 0))
         apply_masks(layers, masks)
         return Pruned(layers, masks)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-SCHEDULES = ("oneshot", "polynomial")
+SCHEDULES = ("oneshot", "polynomial", "iterative")  # iterative: see lottery.py (IMP)
 
 
 def polynomial_sparsity(step: int, ramp_steps: int, initial: float, final: float, power: float = 3.0) -> float:
