@@ -11,9 +11,13 @@
       32 bytes      SHA-256 of every byte before these
 
 - ``.pt2`` (torch.export's archive, a zip): prunelab appends one entry,
-  ``archive/extra/prunelab.json``, holding the SHA-256 of every other entry. The archive
-  stays a plain ``torch.export.load`` file; ``read_pt2`` checks the list of entries and
-  each digest first.
+  ``archive/extra/prunelab.json``, holding the SHA-256 of every other entry, and ends the
+  archive with a 64-character zip comment: the SHA-256 (hex) of every byte before it. The
+  entry digests alone would miss a flipped byte in what zip readers skip (the padding torch
+  writes into local headers, the central directory's attributes); the whole-file digest
+  does not. The archive stays a plain ``torch.export.load`` file (a zip comment is part of
+  the format); ``read_pt2`` checks the file's digest, the list of entries and each entry's
+  digest first.
 
 A digest detects truncation, bit rot and edits made without rewriting it; it is not a
 signature (whoever can write the file can write a matching digest). What keeps a crafted
@@ -38,6 +42,8 @@ MAGIC = b"PLSPARSE"
 CONTAINER_VERSION = 1
 _PREAMBLE = struct.Struct("<8sIQ")  # magic, version, header length
 _DIGEST = 32  # SHA-256
+_EOCD = struct.Struct("<4s4H2LH")  # zip end-of-central-directory record, comment length last
+_HEX_DIGEST = 2 * _DIGEST
 MANIFEST = "extra/prunelab.json"  # inside the .pt2 archive's top folder (torch's place for extra files)
 
 
@@ -111,10 +117,36 @@ def seal_pt2(path: Path, info: dict[str, Any]) -> None:
     manifest = json.dumps({**info, "entries": digests}, sort_keys=True, indent=1)
     with zipfile.ZipFile(path, "a", compression=zipfile.ZIP_STORED) as archive:
         archive.writestr(zipfile.ZipInfo(f"{top}/{MANIFEST}", date_time=(1980, 1, 1, 0, 0, 0)), manifest)
+    end_with_digest(path)
+
+
+def end_with_digest(path: Path) -> None:
+    """Give the archive at ``path`` a zip comment holding the SHA-256 of every byte before it."""
+    data = path.read_bytes()
+    signature, *fields, comment_len = _EOCD.unpack_from(data, len(data) - _EOCD.size)
+    if signature != b"PK\x05\x06" or comment_len:
+        raise refuse(path, "torch wrote an archive prunelab cannot seal (it ends in a zip comment)")
+    body = data[:-2] + struct.pack("<H", _HEX_DIGEST)
+    path.write_bytes(body + hashlib.sha256(body).hexdigest().encode())
+
+
+def _check_file_digest(path: str | Path, data: bytes) -> None:
+    """The last 64 bytes (the zip comment) are the SHA-256 of every byte before them."""
+    if len(data) < _EOCD.size + _HEX_DIGEST:
+        raise refuse(path, f"truncated .pt2 archive ({len(data)} bytes)")
+    end = len(data) - _HEX_DIGEST - _EOCD.size
+    if data[end:end + 4] != b"PK\x05\x06":
+        raise refuse(path, "a .pt2 archive without prunelab's manifest and digest: not written by "
+                     "prunelab.export, or truncated or damaged")
+    body, digest = data[:-_HEX_DIGEST], data[-_HEX_DIGEST:]
+    if hashlib.sha256(body).hexdigest().encode() != digest:
+        raise refuse(path, "its SHA-256 does not match its contents (the digest ending the archive): "
+                     "truncated or modified after it was written, or not sealed by prunelab.export")
 
 
 def read_pt2(path: str | Path, data: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
-    """(manifest, {entry: bytes}) of a sealed archive, after checking every entry's digest."""
+    """(manifest, {entry: bytes}) of a sealed archive, after checking the file's and every entry's digest."""
+    _check_file_digest(path, data)
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             names = archive.namelist()
