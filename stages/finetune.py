@@ -9,7 +9,7 @@ from prunelab import stage
 
 
 def main() -> None:
-    from prunelab import atomic, checkpoint, config, paths
+    from prunelab import atomic, checkpoint, config, exporting, paths
     from prunelab.data import load_prepared
     from prunelab.pruning import METHODS, prunable_layers
     from prunelab.pruning.gradual import GradualPruner
@@ -50,6 +50,7 @@ def main() -> None:
         checkpoint.save(paths.FINETUNED_MODEL, checkpoint.Checkpoint(
             model, pruned.model_cfg, pruned.input_shape, pruned.num_classes,
             pruner.masks if pruner else pruned.masks, meta))
+        exporting.write_export(model, pruned.input_shape, paths.FINETUNED_EXPORT / paths.EXPORT_STEM, timing="none")
         atomic.write_csv(paths.FINETUNE_HISTORY, result.history, HISTORY_COLUMNS + (["sparsity"] if pruner else []))
         tracking.log_metrics({"best_epoch": result.best_epoch, "stopped_early": int(result.stopped_early)})
         tracking.log_artifacts([paths.FINETUNE_HISTORY])

@@ -13,7 +13,7 @@ from prunelab import stage
 def main() -> None:
     import dataclasses
 
-    from prunelab import atomic, checkpoint, config, paths
+    from prunelab import atomic, checkpoint, config, exporting, paths
     from prunelab.measure import METRICS, Subject
     from prunelab.pruning import METHODS
     from prunelab.pruning.masks import make_permanent
@@ -60,6 +60,7 @@ def main() -> None:
                 "schedule": dataclasses.asdict(plan) if plan else None}
         checkpoint.save(paths.PRUNED_MODEL, checkpoint.Checkpoint(
             base.model, base.model_cfg, base.input_shape, base.num_classes, pruned.masks, meta))
+        exporting.write_export(base.model, base.input_shape, paths.PRUNED_EXPORT / paths.EXPORT_STEM, timing="none")
         atomic.write_json(paths.PRUNE_METRICS, report)
         tracking.log_metrics(report)
         tracking.log_artifacts([paths.PRUNE_METRICS])

@@ -1,7 +1,7 @@
 """Stage sweep@<method>-<seed>: the seed's baseline pruned at every sweep.sparsities point, one-shot and fine-tuned.
 
-A gradual schedule reaches each point gradually; the iterative one adds IMP through the
-points as levels. One process per method and seed (a DVC matrix).
+A gradual schedule reaches each point gradually; the iterative one adds IMP. Each point's
+final model is exported and measured: counts go in the point, timings in results/speed/.
 """
 
 import argparse
@@ -17,7 +17,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import dataclasses
-    from prunelab import atomic, checkpoint, config, paths
+    from prunelab import atomic, checkpoint, config, exporting, paths, tracking
     from prunelab.data import load_prepared
     from prunelab.lottery import plan
     from prunelab.pruning import METHODS
@@ -40,7 +40,8 @@ def main() -> None:
     tune = dataclasses.replace(tune_cfg, epochs=sweep_cfg.finetune_epochs) if sweep_cfg.finetune_epochs else None
     iterative = (plan(base.model, base.rewind, paths.baseline_model(seed), prune_cfg, tune, data, device)
                  if prune_cfg.iterative else None)
-    from prunelab import tracking
+    measured = exporting.SweepMeasure(base, seed, device, data.test)
+    dataset = (paths.PREPARED_DATA, data.name, "training")
 
     def tags(**extra):
         return tracking.run_tags("sweep", dataset=data.name, model=base.model_cfg.name, method=args.method,
@@ -48,10 +49,10 @@ def main() -> None:
 
     def log_point(point, result):  # one nested run per point, one per IMP level
         tracking.log_child(f"sweep {args.method} seed {seed} {point['sparsity']:g}",
-                           tags=tags(sparsity=point["sparsity"]),
+                           tags=tags(sparsity=point["sparsity"]), values=point | measured.timings[-1],
                            params={"method": args.method, "sparsity": point["sparsity"], "seed": seed,
                                    "finetune_epochs": sweep_cfg.finetune_epochs, "finetune.lr": tune_cfg.lr},
-                           values=point, history=result.history if result else None, dataset=dataset)
+                           history=result.history if result else None, dataset=dataset)
 
     def log_level(level, values):
         tracking.log_child(f"sweep {args.method} seed {seed} IMP k={level.sparsity:g}", values=values,
@@ -64,14 +65,14 @@ def main() -> None:
                   "finetune": tune_cfg.as_dict(), "prune.include_classifier": prune_cfg.include_classifier,
                   "prune.schedule": prune_cfg.schedule, "prune.rewind": prune_cfg.rewind,
                   "prune.physical": first.physical, "data.augment": augment, "seed": seed}
-    dataset = (paths.PREPARED_DATA, data.name, "training")
     with tracking.start_run(f"sweep {args.method} seed {seed}", params=run_params, dataset=dataset, tags=tags()):
-        points = run_sweep(Sweep(base.model, data, tune, seed, device, augment, iterative), prune_cfg, args.method,
-                           sweep_cfg.sparsities, on_point=log_point, on_level=log_level)
-        out = paths.sweep_result(args.method, seed)
+        points = run_sweep(Sweep(base.model, data, tune, seed, device, augment, iterative, measured), prune_cfg,
+                           args.method, sweep_cfg.sparsities, on_point=log_point, on_level=log_level)
+        out, timed = paths.sweep_result(args.method, seed), paths.sweep_speed(args.method, seed)
         atomic.write_json(out, {"method": args.method, "seed": seed, "dataset": data.name, "points": points,
                                 "schedule": prune_cfg.schedule, "rewind": iterative and iterative.rewind.label})
-        tracking.log_artifacts([out])
+        tracking.log_metrics(measured.write(timed, data, tune, method=args.method, seed=seed))
+        tracking.log_artifacts([out, timed])
 
 
 if __name__ == "__main__":

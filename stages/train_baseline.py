@@ -15,7 +15,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, required=True, help="the replicate: one of sweep.seeds")
     args = parser.parse_args()
 
-    from prunelab import atomic, checkpoint, config, paths
+    from prunelab import atomic, checkpoint, config, exporting, paths
     from prunelab.lottery import RewindPoints
     from prunelab.data import load_prepared
     from prunelab.measure.parameters import count_params
@@ -52,15 +52,21 @@ def main() -> None:
         checkpoint.save(paths.baseline_model(seed), checkpoint.Checkpoint(
             model, model_cfg, data.input_shape, data.num_classes, meta={"dataset": data.name, "seed": seed},
             rewind=points.as_blob()))
+        export = exporting.write_export(model, data.input_shape, paths.baseline_export(seed).with_suffix(""),
+                                        device=device, dense=True)
+        cost, speed = exporting.measure(model, data.input_shape, device=device, checkpoint=paths.baseline_model(seed),
+                                        export=export, dense_bytes=export.bytes, train=data.train, optim=train_cfg,
+                                        split=data.test)
         last = result.history[-1]
         metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": len(result.history),
                    "train_accuracy": last["train_accuracy"], "val_accuracy": last["val_accuracy"],
-                   "params": count_params(model)}
+                   "params": count_params(model)} | cost
         atomic.write_json(paths.baseline_metrics(seed), metrics)
         atomic.write_csv(paths.baseline_history(seed), result.history, HISTORY_COLUMNS)
-        tracking.log_metrics(metrics)
-        tracking.log_artifacts([paths.baseline_metrics(seed), paths.baseline_history(seed)])
-        tracking.log_model(model, "baseline", scaled(data.test.images[:2]).numpy())
+        exporting.write_measurements(paths.baseline_speed(seed), speed, device=device)
+        tracking.log_metrics(metrics | speed)
+        tracking.log_artifacts([paths.baseline_metrics(seed), paths.baseline_history(seed), paths.baseline_speed(seed)])
+        tracking.log_model(model.cpu(), "baseline", scaled(data.test.images[:2]).numpy())
         print(f"train_baseline seed {seed}: test accuracy {test['accuracy']:.4f}, loss {test['loss']:.4f}")
 
 

@@ -18,7 +18,8 @@ def _entries(items):
 
 def test_stage_names_and_outputs_match_paths_py():
     stages = DVC["stages"]
-    assert list(stages) == ["fetch_data", "train_baseline", "prune", "finetune", "evaluate", "sweep", "plot"]
+    assert list(stages) == ["fetch_data", "train_baseline", "prune", "finetune", "evaluate", "sweep", "plot",
+                            "efficiency"]
     outs = {s: set(_entries(st.get("outs"))) | set(_entries(st.get("metrics"))) | set(_entries(st.get("plots")))
             for s, st in stages.items()}
     assert str(paths.PREPARED_DATA) in outs["fetch_data"] and str(paths.DATA_SUMMARY) in outs["fetch_data"]
@@ -56,7 +57,7 @@ def test_every_declared_param_exists_and_prune_sparsity_is_read_only_where_it_ma
     assert sorted(readers["data.augment"]) == ["finetune", "sweep", "train_baseline"]
     # replicates are cached on their own: a seed's stages read their seed from the matrix
     # (the command), so adding one to sweep.seeds changes no other stage's params
-    assert readers["sweep.seeds"] == ["plot"]
+    assert sorted(readers["sweep.seeds"]) == ["efficiency", "plot"]
     assert "seed" not in [k for k, v in readers.items() if {"train_baseline", "sweep"} & set(v)]
     assert {"data.name", "data.root", "data.image_size"} <= {k for k, v in readers.items() if "fetch_data" in v}
 

@@ -1,5 +1,6 @@
 """cost and speed: FLOPs and bytes against hand-computed values, timing and memory mechanics, the metrics."""
 
+import copy
 import statistics
 import subprocess
 import sys
@@ -86,14 +87,32 @@ def test_cost_reports_exact_bytes_of_the_files(tiny_model, tiny_model_cfg, tmp_p
     assert METRICS.get("cost")(Subject(tiny_model)) == {}  # nothing known: nothing measured
 
 
-def test_timing_statistics_and_interleaving():
+def test_timing_statistics_and_interleaving(monkeypatch):
     t = Timing((5.0, 1.0, 3.0, 2.0, 4.0), batch=8)
     assert t.median == 3.0 and t.iqr == 2.0 and t.throughput == 8 / 3.0
     order = []
     timings = interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, rounds=4, warmup=1,
                           min_sample_s=0)
-    # warm-up, one call each to size the samples, then per round each side: an untimed call, one timed
-    assert order == ["a", "b", "a", "b"] + ["a", "a", "b", "b", "b", "b", "a", "a"] * 2
+    # warm-up, one call each to size the samples, then per round each side one timed call (a call
+    # that alone fills a sample gets no untimed call before it), the order alternating
+    assert order == ["a", "b", "a", "b"] + ["a", "b", "b", "a"] * 2
+
+    # calls shorter than a sample: repeated (here 3 times, on a clock each call moves by 1 s),
+    # after an untimed call that warms the caches the other side used
+    import types
+
+    from prunelab import timing
+
+    clock = [0.0]
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+
+    def side(name):
+        return lambda: (order.append(name), clock.__setitem__(0, clock[0] + 1.0))
+
+    order.clear()
+    repeated = interleaved({"a": side("a"), "b": side("b")}, rounds=2, warmup=0, min_sample_s=2.5)
+    assert order == ["a", "b"] + ["a"] * 4 + ["b"] * 4 + ["b"] * 4 + ["a"] * 4
+    assert repeated["a"].seconds == (1.0, 1.0)
     assert all(len(v.seconds) == 4 and v.threads == torch.get_num_threads() for v in timings.values())
 
 
@@ -136,9 +155,12 @@ def test_speed_measures_every_declared_column_and_keeps_them_out_of_dvc_files(ti
     info = export_model(tiny_model, (1, 8, 8), tmp_path / "m", structural=False, force="dense")
     metric = METRICS.get("speed")
     values = metric(Subject(tiny_model, split=tiny_data.test, export=info, train=tiny_data.train,
-                            optim=FinetuneConfig(batch_size=64)))
+                            optim=FinetuneConfig(batch_size=64), reference=copy.deepcopy(tiny_model)))
     assert set(values) == {c.name for c in metric.columns}
-    assert all(v > 0 for k, v in values.items() if not k.startswith("peak") and not k.endswith("iqr_ms"))
+    assert all(v > 0 for k, v in values.items() if "peak" not in k and not k.endswith("iqr_ms"))
+    # the speed-ups are the dense model's timings over the export's, from the same rounds
+    assert values["speedup_b1"] == values["dense_latency_b1_ms"] / values["export_latency_b1_ms"]
+    assert values["speedup_eval"] == values["export_throughput_ips"] / values["dense_throughput_ips"]
     assert not any(c.table or c.point for c in metric.columns)
     assert all(c.table and c.point for c in METRICS.get("cost").columns)
     assert statistics.median([values["latency_b1_ms"], values["export_latency_b1_ms"]]) > 0
@@ -148,3 +170,45 @@ def test_measure_still_imports_no_torch():
     code = "import sys, prunelab.measure; print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_without_a_reference_nothing_dense_is_reported_and_a_fine_tuning_gives_the_epoch_time(tiny_model):
+    from prunelab.training import FitResult
+
+    history = [{"epoch": 1, "data_time": 0.1, "step_time": 0.5, "epoch_time": 0.9},
+               {"epoch": 2, "data_time": 0.1, "step_time": 0.7, "epoch_time": 1.0},
+               {"epoch": 3, "data_time": 0.2, "step_time": 0.9, "epoch_time": 1.3}]
+    values = METRICS.get("speed")(Subject(tiny_model, input_shape=(1, 8, 8), fit=FitResult(history), rounds=3))
+    assert not [k for k in values if k.startswith("dense_") or k.startswith("speedup")]
+    assert values["train_epoch_s"] == pytest.approx(0.8)  # median training pass, validation left out
+
+
+def test_the_size_ratio_is_against_the_dense_file(tiny_model, tmp_path):
+    info = export_model(tiny_model, (1, 8, 8), tmp_path / "m", structural=False, force="dense")
+    values = METRICS.get("cost")(Subject(tiny_model, input_shape=(1, 8, 8), export=info, dense_bytes=4 * info.bytes))
+    assert values["export_bytes"] == (tmp_path / "m.pt2").stat().st_size
+    assert values["export_size_ratio"] == 0.25
+    assert "export_size_ratio" not in METRICS.get("cost")(Subject(tiny_model, input_shape=(1, 8, 8), export=info))
+
+
+def test_the_cuda_paths_without_a_gpu(monkeypatch):
+    """What runs on CUDA, against a stand-in for torch.cuda: the peak is max_memory_allocated
+    minus what was allocated at the start, and every timed sample is synchronised."""
+    from prunelab.measure import efficiency
+
+    calls = {"sync": 0, "reset": 0}
+    allocated = iter([100, 100])  # at the start, then whatever it is later
+    monkeypatch.setattr(efficiency, "device_of", lambda name: torch.device("cuda", 0))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.__setitem__("sync", calls["sync"] + 1))
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
+                        lambda device=None: calls.__setitem__("reset", calls["reset"] + 1))
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda device=None: next(allocated))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: 612)
+    with efficiency.PeakMemory("cuda") as peak:
+        pass
+    assert peak.bytes == 512 and calls["reset"] == 1 and "max_memory_allocated" in peak.what
+    calls["sync"] = 0
+    timings = efficiency.interleaved({"a": lambda: None, "b": lambda: None}, device="cuda", rounds=3, warmup=1,
+                                     min_sample_s=0.0)
+    # after warm-up, after each side's calibration call, after each of 3 rounds x 2 sides' samples
+    assert calls["sync"] == 1 + 2 + 3 * 2 and all(len(t.seconds) == 3 for t in timings.values())

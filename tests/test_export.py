@@ -13,7 +13,7 @@ import torch
 from prunelab.config import ModelConfig, PruneConfig
 from prunelab.errors import ConfigError, PrunelabError
 from prunelab.evaluation import evaluate, scaled
-from prunelab.export import SPARSE_WINS, ExportError, export_model, integrity, load_export, sparse
+from prunelab.export import SPARSE_WINS, WHOLE, ExportError, export_model, integrity, load_export, sparse
 from prunelab.models import MODELS as MODEL_BUILDERS
 from prunelab.pruning import METHODS, STRUCTURAL
 from prunelab.pruning.masks import make_permanent
@@ -346,7 +346,8 @@ def timer_from(table):
 
     def timer(layer, batch, runs):
         outputs = {k: run() for k, run in runs.items()}
-        assert torch.allclose(outputs["sparse"], outputs["dense"], atol=1e-5)
+        other = "chosen" if layer == WHOLE else "sparse"  # the whole forward pass: chosen kernels against dense
+        assert torch.allclose(outputs[other], outputs["dense"], atol=1e-5)
         calls.append((layer, batch))
         return table(layer, batch)
 
@@ -387,6 +388,28 @@ def test_the_choice_is_per_layer_and_per_batch_size(weight_export):
     x = torch.rand(64, 1, 8, 8)
     with torch.inference_mode():
         assert float((module(x) - model(x)).abs().max()) <= 1e-5
+
+
+def test_layers_that_win_alone_but_lose_together_fall_back_to_dense(weight_export):
+    model, path = weight_export
+
+    def table(layer, batch):
+        if layer == WHOLE:  # the chain of sparse layers is slower than dense at batch 64, faster at 8
+            return {"chosen": 2.0 if batch == 64 else 0.5, "dense": 1.0}
+        return {"dense": 1.0, "sparse": 0.5}
+
+    timer = timer_from(table)
+    module = load_export(path, batch_sizes=(8, 64), timer=timer)
+    assert module.kernels == {8: {"fc1": "sparse", "fc2": "sparse"}, 64: {"fc1": "dense", "fc2": "dense"}}
+    assert [c for c in timer.calls if c[0] == WHOLE] == [(WHOLE, 8), (WHOLE, 64)]
+    assert module.kernel_times[64][WHOLE] == {"chosen": 2.0, "dense": 1.0}
+    x = torch.rand(64, 1, 8, 8)
+    with torch.inference_mode():
+        assert float((module(x) - model(x)).abs().max()) <= 1e-5
+    # where every layer already chose dense, the whole pass is not timed again
+    dense_timer = timer_from(lambda layer, batch: {"dense": 1.0, "sparse": 2.0})
+    load_export(path, batch_sizes=(8,), timer=dense_timer)
+    assert WHOLE not in [c[0] for c in dense_timer.calls]
 
 
 def test_sparse_must_win_by_a_margin_and_force_overrides_timings(weight_export):

@@ -79,6 +79,53 @@ def test_repro_writes_metrics_sweep_table_and_plots(proj):
     assert "metrics/evaluate.json" in shown and "results/sweep_summary.json" in shown
 
 
+def test_every_model_is_exported_and_measured_counts_exact_and_timings_apart(proj):
+    evaluate, speed = read_json(proj, "metrics/evaluate.json"), read_json(proj, "metrics/speed/evaluate.json")
+    baseline = read_json(proj, "metrics/baseline/seed-0.json")
+    export = proj / "models/export/finetuned/model.sparse"  # weight pruning at 0.9: stored sparse
+    assert export.exists() and not (proj / "models/export/finetuned/model.pt2").exists()
+    assert (proj / "models/export/pruned/model.sparse").exists()
+    assert evaluate["export_bytes"] == export.stat().st_size
+    assert evaluate["checkpoint_bytes"] == (proj / "models/finetuned.pt").stat().st_size
+    assert baseline["export_bytes"] == (proj / "models/baseline/seed-0.pt2").stat().st_size
+    assert evaluate["export_size_ratio"] == evaluate["export_bytes"] / baseline["export_bytes"] < 0.5
+    assert evaluate["flops_ideal"] < 0.2 * evaluate["flops_dense"] == 0.2 * baseline["flops_dense"]
+    assert not [k for k in evaluate if "latency" in k or "throughput" in k or "_s" == k[-2:]]
+    assert speed["speedup_b1"] > 0 and speed["dense_train_epoch_s"] > 0 and speed["machine"]["threads"] >= 1
+    # every sweep point: its counts in the sweep table, its timings beside them
+    with open(proj / "results/efficiency/points.csv") as fh:
+        points = list(csv.DictReader(fh))
+    assert len(points) == 6 and all(float(p["export_bytes"]) > 0 and float(p["export_latency_b1_ms"]) > 0
+                                    for p in points)
+    with open(proj / "results/sweep.csv") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["export_bytes"] for r in table] == [p["export_bytes"] for p in points]
+    assert "latency_b1_ms" not in table[0]
+    assert (proj / "results/efficiency/efficiency.png").stat().st_size > 10_000
+    shown = sh(proj, "dvc", "metrics", "show").stdout
+    assert "metrics/speed/evaluate.json" in shown and "results/efficiency/summary.json" in shown
+    # measured again: the counts come out byte-identical, the timings do not
+    exact = {p: (proj / p).read_bytes() for p in ("metrics/evaluate.json", "models/export/finetuned/model.sparse")}
+    timed = (proj / "metrics/speed/evaluate.json").read_bytes()
+    sh(proj, "dvc", "repro", "-f", "-s", "evaluate")
+    assert {p: (proj / p).read_bytes() for p in exact} == exact
+    assert (proj / "metrics/speed/evaluate.json").read_bytes() != timed
+
+
+def test_a_damaged_export_is_refused_in_one_line_and_earlier_results_kept(proj):
+    export = proj / "models/export/finetuned/model.sparse"
+    data, before = export.read_bytes(), (proj / "metrics/evaluate.json").read_bytes()
+    try:
+        export.write_bytes(data[: len(data) // 2])
+        out = sh(proj, "python", "stages/evaluate.py", check=False)
+    finally:
+        export.write_bytes(data)
+    lines = [line for line in (out.stdout + out.stderr).splitlines() if "model.sparse" in line]
+    assert out.returncode != 0 and "Traceback" not in out.stdout + out.stderr
+    assert len(lines) == 1 and "truncated" in lines[0] and "dvc repro -f finetune" in lines[0]
+    assert (proj / "metrics/evaluate.json").read_bytes() == before
+
+
 def test_every_stage_logged_a_finished_mlflow_run(proj):
     found = runs(proj)
     stages = sorted(r["tags"]["stage"] for r in found)

@@ -78,3 +78,56 @@ def sweep_figure(rows: list[dict[str, Any]], baseline: dict[str, float], title: 
     finally:
         plt.close(fig)
     return Path(path)
+
+
+EFFICIENCY_AXES = (  # curves column, label, log scale
+    ("latency_b1_ms", "latency at batch 1 (ms, the export; median)", True),
+    ("us_per_image", "time per image at the evaluation batch (µs, the export)", True),
+    ("export_mib", "size on disk (MiB, the export file)", True),
+)
+
+
+def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title: str, path: str | Path) -> Path:
+    """Test accuracy against what the export costs to run and to store (``efficiency_report.curves``).
+
+    One panel per cost; each marker is a k, larger markers for larger k. ``dense``:
+    test_accuracy (± test_accuracy_std) and, where known, the dense model's value of each
+    x column, drawn as grey reference lines: left of the vertical line is faster or smaller.
+    """
+    fig, axes = plt.subplots(1, len(EFFICIENCY_AXES), figsize=(16, 4.8), constrained_layout=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    for ax, (column, label, log) in zip(axes, EFFICIENCY_AXES):
+        mean, std = dense["test_accuracy"], dense.get("test_accuracy_std", 0.0)
+        ax.axhline(mean, color="0.55", lw=1, ls=":", label="dense baseline")
+        if std:
+            ax.axhspan(mean - std, mean + std, color="0.55", alpha=0.12, lw=0)
+        if dense.get(column):
+            ax.axvline(dense[column], color="0.4", lw=1, ls="--", label="dense model")
+        for regime, regime_label in REGIMES:
+            style, marker = STYLES[regime]
+            for method in methods:
+                pts = sorted((r for r in rows if r["method"] == method and r["regime"] == regime
+                              and r.get(column) is not None), key=lambda r: r["sparsity"])
+                if not pts:
+                    continue
+                colour = colours[methods.index(method) % len(colours)]
+                ax.plot([r[column] for r in pts], [r["accuracy"] for r in pts], ls=style, lw=1, color=colour,
+                        alpha=0.7, label=f"{method}, {regime_label}")
+                ax.scatter([r[column] for r in pts], [r["accuracy"] for r in pts], marker=marker, color=colour,
+                           s=[8 + 60 * r["sparsity"] ** 2 for r in pts], zorder=3)
+        ax.set_xlabel(label)
+        if log:
+            ax.set_xscale("log")
+        ax.set_ylabel("test accuracy")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
+    seeds = max((r["seeds"] for r in rows), default=1)
+    axes[0].legend(loc="lower left", fontsize=8, title=("marker size: k" + (f"; mean of {seeds} seeds"
+                                                                         if seeds > 1 else "")), title_fontsize=8)
+    fig.suptitle(title)
+    try:
+        atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+    return Path(path)

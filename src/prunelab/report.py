@@ -24,6 +24,7 @@ POINT_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("test", tuple(f"{regime}_" for regime, _ in REGIMES)),
     ("finetune", ("",)),
     ("structure", ("",)),
+    ("cost", ("",)),  # the point's final model: FLOPs, checkpoint and export bytes (timings: results/speed)
 )
 POINT_IDENTITY = ["method", "seed", "sparsity"]  # what the point is: method, replicate, requested k
 
@@ -35,6 +36,8 @@ def _columns(where: str) -> list[str]:
 
 POINT_COLUMNS = POINT_IDENTITY + _columns("table")  # results/sweep.csv
 POINT_KEYS = frozenset(POINT_IDENTITY + _columns("point"))  # results/sweep/<method>/seed-<s>.json
+# results/speed/<method>/seed-<s>.json and results/efficiency/points.csv: each point's timings
+SPEED_COLUMNS = POINT_IDENTITY + [c.name for c in METRICS.get("speed").columns]
 # curves.csv: the mean over seeds per method, regime and k; *_std the spread (sample std,
 # 0 with one seed), seeds how many replicates the mean is over
 CURVE_COLUMNS = ["series", "method", "regime", "sparsity", "params", "accuracy", "accuracy_std", "loss",

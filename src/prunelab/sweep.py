@@ -43,6 +43,10 @@ class Sweep:
     device: torch.device
     augment: bool = False
     iterative: Plan | None = None  # prune.schedule iterative: how IMP levels rewind and train
+    # (model, masks, fine-tuning, point) -> counted values for the point: each point's final
+    # model measured (exporting.SweepMeasure: cost into the point, timings kept apart)
+    measure: Callable[[torch.nn.Module, dict[str, torch.Tensor], FitResult | None, dict[str, Any]],
+                      dict[str, Any]] | None = None
 
 
 def check_schedule(first: PruneConfig, finetune_epochs: int) -> None:
@@ -68,9 +72,8 @@ def run_point(sweep: Sweep, cfg: PruneConfig) -> tuple[dict[str, Any], FitResult
     point: dict[str, Any] = {"method": cfg.method, "seed": sweep.seed, "sparsity": cfg.sparsity}
     point.update(point_values(METRICS.get("structure")(subject)))
     point.update(METRICS.get("test")(subject, "oneshot_"))
-    result = None
+    result, pruner = None, None
     if sweep.finetune is not None:
-        pruner = None
         if cfg.gradual is not None:
             model = copy.deepcopy(sweep.baseline).to(sweep.device)
             pruned = prune(model, cfg, shape)
@@ -83,6 +86,8 @@ def run_point(sweep: Sweep, cfg: PruneConfig) -> tuple[dict[str, Any], FitResult
         point.update(METRICS.get("finetune")(subject))
     make_permanent(model)
     point.update(METRICS.get("parameters")(subject))
+    if sweep.measure is not None:
+        point.update(point_values(sweep.measure(model, pruner.masks if pruner else pruned.masks, result, point)))
     return point, result
 
 

@@ -45,6 +45,7 @@ from prunelab.export.integrity import ExportError, refuse
 
 SUFFIXES = {"pt2": ".pt2", "sparse": ".sparse"}
 PT2_FORMAT, SPARSE_FORMAT, VERSION = "prunelab-pt2", "prunelab-sparse", 1
+WHOLE = "<whole model>"  # kernel_times' entry for the forward pass with the chosen kernels against all-dense
 SPARSE_WINS = 0.95  # the dense kernel gives way only to one measured at least 5 % faster: noise does not flip it
 CHECK_TOLERANCE = 1e-4  # export_model's own check: max |logit difference| on a probe batch
 
@@ -67,9 +68,18 @@ class ExportInfo:
     kernel_times: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)  # seconds per call
     device: str = "cpu"
 
+    @classmethod
+    def of(cls, module: ExportModule) -> ExportInfo:
+        """The info of a loaded export (``load_export``)."""
+        path = Path(module.path)
+        return cls(path, module.format, path.stat().st_size, module.input_shape, dict(module.storage),
+                   module.kernels, module.kernel_times, str(module.device))
+
 
 class ExportModule(nn.Module):
     """A loaded export: ``module(x)`` runs it. Always in eval mode (it was traced so)."""
+
+    trainable = False  # a traced inference program: measure.efficiency does not time training on it
 
     def __init__(self, program: nn.Module, *, path: Path, format: str, input_shape: tuple[int, ...],
                  storage: Mapping[str, str], layers: Mapping[str, nn.Module]):
@@ -145,9 +155,44 @@ class ExportModule(nn.Module):
                     times = dict(timer(name, batch, runs))
                     self.kernel_times.setdefault(batch, {})[name] = times
                     layer.kernels[rows] = fastest(times)
+        self._check_whole(batch_sizes, timer)
+        for layer in self.sparse_layers.values():
             layer.keep(set(layer.kernels.values()))
         sparse.set_routes(self.program, self.sparse_layers.values())
         return self.kernels
+
+    @torch.inference_mode()
+    def _check_whole(self, batch_sizes: Sequence[int], timer: Timer) -> None:
+        """Where layers chose sparse kernels by measurement, time the whole forward pass with
+        them against all-dense; where they do not win together, the batch size runs dense.
+
+        Each layer was timed alone: the layout a sparse product hands the next layer, and
+        the caches, cost more in the chain than in isolation (measured: a tiny MLP at batch
+        1,024 ran at half the dense speed on kernels each faster alone).
+        """
+        measured = {b for b, times in self.kernel_times.items() if times}
+        sparse.set_routes(self.program, self.sparse_layers.values(), sparse_everywhere=True)
+        for batch in (b for b in batch_sizes if b in measured):
+            rows = {name: batch * layer.rows_per_image for name, layer in self.sparse_layers.items()}
+            chosen = {name: layer.kernels[rows[name]] for name, layer in self.sparse_layers.items()}
+            if set(chosen.values()) == {sparse.DENSE_KERNEL}:
+                continue
+            x = torch.rand(batch, *self.input_shape, device=self.device,
+                           generator=torch.Generator(self.device).manual_seed(batch))
+
+            def run_with(plan: Mapping[str, str]) -> Callable[[], Any]:
+                def run() -> Any:
+                    for name, layer in self.sparse_layers.items():
+                        layer._chosen[rows[name]] = plan[name]  # the cache kernel_for reads: no reset
+                    return self(x)
+                return run
+
+            dense = dict.fromkeys(chosen, sparse.DENSE_KERNEL)
+            times = dict(timer(WHOLE, batch, {"chosen": run_with(chosen), sparse.DENSE_KERNEL: run_with(dense)}))
+            self.kernel_times[batch][WHOLE] = times
+            keep = "chosen" not in times or fastest(times) == "chosen"  # a timer that skips it keeps the choice
+            for name, layer in self.sparse_layers.items():
+                layer.kernels = {**layer.kernels, rows[name]: chosen[name] if keep else sparse.DENSE_KERNEL}
 
 
 def fastest(times: Mapping[str, float]) -> str:
@@ -157,15 +202,31 @@ def fastest(times: Mapping[str, float]) -> str:
     return other if other is not None and times[other] < SPARSE_WINS * dense else sparse.DENSE_KERNEL
 
 
-def default_timer(device: torch.device) -> Timer:
-    """Median seconds per call of each kernel, interleaved (``measure.efficiency.interleaved``)."""
-    from prunelab.measure.efficiency import interleaved
+def default_timer(device: torch.device, rounds: int = 7, max_s: float = 1.0,
+                  min_sample_s: float | None = None) -> Timer:
+    """Median seconds per call of each kernel, interleaved (``prunelab.timing.interleaved``).
+
+    The pipeline's sweep, which exports every point, takes fewer and shorter samples
+    (``quick_timer``); the 5 % margin a sparse kernel must win by (``SPARSE_WINS``) keeps
+    noise from choosing it where it does not help.
+    """
+    from prunelab.timing import MIN_SAMPLE_S, interleaved
+
+    sample = MIN_SAMPLE_S if min_sample_s is None else min_sample_s
 
     def timer(layer: str, batch: int, runs: Mapping[str, Callable[[], Any]]) -> dict[str, float]:
         with torch.inference_mode():
-            return {k: t.median for k, t in interleaved(runs, device=device, rounds=7, max_s=1.0).items()}
+            return {k: t.median for k, t in interleaved(runs, device=device, rounds=rounds, max_s=max_s,
+                                                        min_sample_s=sample).items()}
 
     return timer
+
+
+def quick_timer(device: str | torch.device = "cpu") -> Timer:
+    """``default_timer`` with 5 rounds of samples of at least 10 ms: about 0.2 s per layer and batch size."""
+    from prunelab.timing import device_of
+
+    return default_timer(device_of(device), rounds=5, max_s=0.5, min_sample_s=0.01)
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -253,8 +314,9 @@ def export_model(model: nn.Module, input_shape: Sequence[int], path_without_suff
         _check_against(model, module, shape)
     module.path = target
     _target(path_without_suffix, "pt2" if fmt == "sparse" else "sparse").unlink(missing_ok=True)  # stale
-    return ExportInfo(target, fmt, target.stat().st_size, shape, storage if fmt == "sparse" else {},
-                      module.kernels, module.kernel_times, str(module.device))
+    info = ExportInfo.of(module)  # the file holds only its compressed layers' storage: name every layer's
+    return ExportInfo(info.path, info.format, info.bytes, info.input_shape, storage if fmt == "sparse" else {},
+                      info.kernels, info.kernel_times, info.device)
 
 
 @torch.inference_mode()
@@ -332,7 +394,7 @@ def load_export(path: str | Path, *, device: str | torch.device = "cpu",
     measured here for each of ``batch_sizes`` (other batch sizes take the nearest
     measured one), unless ``force`` names one or ``kernels`` gives them.
     """
-    from prunelab.measure.efficiency import device_of
+    from prunelab.timing import device_of
 
     target = device_of(device)
     path = Path(path)
@@ -378,4 +440,4 @@ def _probe_rows(module: ExportModule) -> None:
         layer.rows_per_image = max(seen.get(name, 1), 1)
 
 
-__all__ = ["ExportError", "ExportInfo", "ExportModule", "SUFFIXES", "export_model", "load_export"]
+__all__ = ["ExportError", "ExportInfo", "ExportModule", "SUFFIXES", "export_model", "load_export", "quick_timer"]

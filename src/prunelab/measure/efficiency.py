@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import gc
-import math
 import statistics
 import threading
 import time
@@ -45,102 +44,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunelab.measure.metric import METRICS, Column, Metric, Subject
+from prunelab.timing import MIN_SAMPLE_S, Timing, _sync, device_of, interleaved  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-MIN_SAMPLE_S = 0.02  # a timed sample is at least this long: a fast forward is repeated
 TRAIN_PROBE_STEPS = 3  # steps whose peak memory stands for a whole epoch's (every later step repeats them)
-
-
-def device_of(name: Any) -> torch.device:
-    """``name`` ("cpu", "cuda", "cuda:1", "auto", a torch.device) as a device that is here.
-
-    A CUDA device on a machine without one is the ``train.device`` error
-    (``training.resolve_device``), as everywhere else in prunelab.
-    """
-    import torch
-
-    from prunelab.training import resolve_device
-
-    text = str(name)
-    device = resolve_device("cuda" if text.startswith("cuda") else text)
-    return torch.device(text) if text.startswith("cuda") else device
-
-
-def _sync(device: torch.device) -> Callable[[], None]:
-    import torch
-
-    return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
-
-
-# -- time ------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Timing:
-    """Seconds per call, one sample per round, of one side of a comparison."""
-
-    seconds: tuple[float, ...]
-    batch: int = 1
-    threads: int = 0  # torch.get_num_threads() while timing
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.seconds)
-
-    @property
-    def iqr(self) -> float:
-        """Interquartile range (the spread reported beside the median)."""
-        if len(self.seconds) < 2:
-            return 0.0
-        q1, _, q3 = statistics.quantiles(self.seconds, n=4, method="inclusive")
-        return q3 - q1
-
-    @property
-    def throughput(self) -> float:
-        """Images per second at the median."""
-        return self.batch / self.median
-
-
-def interleaved(runs: Mapping[str, Callable[[], Any]], *, device: Any = "cpu", rounds: int = 7, warmup: int = 2,
-                batch: int = 1, min_sample_s: float = MIN_SAMPLE_S, max_s: float | None = None) -> dict[str, Timing]:
-    """Time each of ``runs`` side by side: warm-up, then ``rounds`` rounds of one sample each, in turn.
-
-    With ``max_s``, rounds stop once that many seconds have passed (after at least 3): a
-    slow call (a big layer at a big batch) gets fewer samples, not minutes.
-    """
-    import torch
-
-    device = torch.device(device)
-    sync = _sync(device)
-    for _ in range(warmup):
-        for run in runs.values():
-            run()
-    sync()
-    calls = {}
-    for name, run in runs.items():  # calls per sample, from one warm call
-        start = time.perf_counter()
-        run()
-        sync()
-        calls[name] = max(1, math.ceil(min_sample_s / max(time.perf_counter() - start, 1e-9)))
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    names = list(runs)
-    began = time.perf_counter()
-    for r in range(rounds):
-        if max_s is not None and r >= 3 and time.perf_counter() - began > max_s:
-            break
-        for name in (names if r % 2 == 0 else names[::-1]):  # drift hits every side alike
-            run, n = runs[name], calls[name]
-            run()  # untimed: the caches held the other side's weights, a cold call is not its speed
-            sync()
-            start = time.perf_counter()
-            for _ in range(n):
-                run()
-            sync()
-            samples[name].append((time.perf_counter() - start) / n)
-    threads = torch.get_num_threads()
-    return {name: Timing(tuple(s), batch, threads) for name, s in samples.items()}
 
 
 @contextlib.contextmanager
@@ -424,27 +334,40 @@ def cost(subject: Subject) -> dict[str, int]:
         out["checkpoint_bytes"] = Path(subject.checkpoint).stat().st_size
     if subject.export is not None:
         out["export_bytes"] = int(subject.export.bytes)
+        if subject.dense_bytes:
+            out["export_size_ratio"] = out["export_bytes"] / subject.dense_bytes
     return out
 
 
-def speed(subject: Subject, rounds: int = 7, max_s: float = 5.0) -> dict[str, float]:
+def _fit_epoch_s(fit: Any) -> float | None:
+    """Median seconds of the training pass (no validation) over the epochs of a fine-tuning."""
+    times = [r["data_time"] + r["step_time"] for r in getattr(fit, "history", None) or []
+             if "data_time" in r and "step_time" in r]
+    return statistics.median(times) if times else None
+
+
+def speed(subject: Subject, max_s: float = 5.0) -> dict[str, float]:
     import torch
 
     from prunelab.evaluation import EVAL_BATCH
 
     shape = _input_shape(subject)
     device = device_of(subject.device)
-    out: dict[str, Any] = {"threads": torch.get_num_threads()}
+    # the batch evaluate runs: EVAL_BATCH, or the whole test split where it is smaller
+    eval_batch = min(EVAL_BATCH, len(subject.split)) if subject.split is not None else EVAL_BATCH
+    out: dict[str, Any] = {"threads": torch.get_num_threads(), "eval_batch": eval_batch}
     if shape is not None:
         sides = {"": subject.model}
+        if subject.reference is not None:
+            sides["dense_"] = subject.reference
         if subject.export is not None:
             from prunelab.export import load_export
 
             reuse = subject.export.kernels if str(device) == subject.export.device else None
             sides["export_"] = load_export(subject.export.path, device=device, batch_sizes=(1, EVAL_BATCH),
                                            kernels=reuse)
-        for batch in (1, EVAL_BATCH):
-            timings = compare_latency(sides, shape, batch, device=device, rounds=rounds, max_s=max_s)
+        for batch in (1, eval_batch):
+            timings = compare_latency(sides, shape, batch, device=device, rounds=subject.rounds, max_s=max_s)
             for prefix, timing in timings.items():
                 if batch == 1:
                     out[f"{prefix}latency_b1_ms"] = timing.median * 1e3
@@ -452,13 +375,23 @@ def speed(subject: Subject, rounds: int = 7, max_s: float = 5.0) -> dict[str, fl
                 else:
                     out[f"{prefix}throughput_ips"] = timing.throughput
         for prefix, module in sides.items():
-            out[f"{prefix}peak_infer_bytes"] = peak_inference(module, shape, EVAL_BATCH, device=device).bytes
+            out[f"{prefix}peak_infer_bytes"] = peak_inference(module, shape, eval_batch, device=device).bytes
         if "export_" in sides:
             out["export_flops_b1"] = export_flops_per_image(sides["export_"], 1)
-            out["export_flops_eval"] = export_flops_per_image(sides["export_"], EVAL_BATCH)
+            out["export_flops_eval"] = export_flops_per_image(sides["export_"], eval_batch)
+        if "dense_" in sides:  # what the user runs (the export if any) against the dense model, same rounds
+            run = "export_" if "export_" in sides else ""
+            out["speedup_b1"] = out["dense_latency_b1_ms"] / out[f"{run}latency_b1_ms"]
+            out["speedup_eval"] = out[f"{run}throughput_ips"] / out["dense_throughput_ips"]
     if subject.train is not None and subject.optim is not None:
         epoch = train_epoch_cost(subject.model, subject.train, subject.optim, device=device)
         out["train_epoch_s"], out["peak_train_bytes"] = epoch["train_epoch_s"], epoch["peak_train_bytes"]
+        if subject.reference is not None and getattr(subject.reference, "trainable", True):
+            dense = train_epoch_cost(subject.reference, subject.train, subject.optim, device=device)
+            out["dense_train_epoch_s"] = dense["train_epoch_s"]
+            out["dense_peak_train_bytes"] = dense["peak_train_bytes"]
+    elif subject.fit is not None:
+        out["train_epoch_s"] = _fit_epoch_s(subject.fit)
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -472,7 +405,8 @@ METRICS.add(Metric(
      Column("flops_ideal", "ideal FLOPs per image: only multiply-adds with a nonzero weight (no kernel "
             "skips zeros for free)"),
      Column("checkpoint_bytes", "size of the model's checkpoint file on disk, bytes"),
-     Column("export_bytes", "size of its export file on disk (.pt2 or .sparse, prunelab.export), bytes")),
+     Column("export_bytes", "size of its export file on disk (.pt2 or .sparse, prunelab.export), bytes"),
+     Column("export_size_ratio", "export_bytes / bytes of the dense baseline's export (.pt2): below 1 is smaller")),
     cost))
 
 METRICS.add(Metric(
@@ -480,17 +414,30 @@ METRICS.add(Metric(
     (Column("threads", "PyTorch CPU threads during every timing here (torch.get_num_threads())", **_TIMED),
      Column("latency_b1_ms", "median forward time at batch 1, ms (warm, rounds interleaved with the export)", **_TIMED),
      Column("latency_b1_iqr_ms", "interquartile range of those times, ms", **_TIMED),
-     Column("throughput_ips", "images per second at the evaluation batch (EVAL_BATCH), from the median", **_TIMED),
+     Column("eval_batch", "the evaluation batch the throughputs are measured at: EVAL_BATCH (1,024), or the "
+            "test split's size where smaller (the batch evaluate runs)", **_TIMED),
+     Column("throughput_ips", "images per second at the evaluation batch (eval_batch), from the median", **_TIMED),
      Column("export_latency_b1_ms", "the export's median forward time at batch 1, ms", **_TIMED),
      Column("export_latency_b1_iqr_ms", "interquartile range of the export's times, ms", **_TIMED),
      Column("export_throughput_ips", "the export's images per second at the evaluation batch", **_TIMED),
      Column("peak_infer_bytes", f"peak memory one forward pass at the evaluation batch adds, bytes ({_MEMORY})",
             **_TIMED),
      Column("export_peak_infer_bytes", "the same for the export, bytes", **_TIMED),
+     Column("dense_latency_b1_ms", "the dense model's median forward time at batch 1, ms, timed in the same rounds",
+            **_TIMED),
+     Column("dense_latency_b1_iqr_ms", "interquartile range of the dense model's times, ms", **_TIMED),
+     Column("dense_throughput_ips", "the dense model's images per second at the evaluation batch", **_TIMED),
+     Column("dense_peak_infer_bytes", "the same peak memory for the dense model, bytes", **_TIMED),
+     Column("speedup_b1", "dense latency / latency of the export (of the model where there is no export), "
+            "batch 1: above 1 is faster than dense", **_TIMED),
+     Column("speedup_eval", "the same ratio of throughputs at the evaluation batch", **_TIMED),
      Column("export_flops_b1", "FLOPs per image the export executes at batch 1 with the kernels it measured "
             "(a sparse kernel counts nonzero multiply-adds)", **_TIMED),
      Column("export_flops_eval", "the same at the evaluation batch", **_TIMED),
-     Column("train_epoch_s", "seconds for one warm training epoch of a copy of the model, no validation", **_TIMED),
+     Column("train_epoch_s", "seconds for one warm training epoch of a copy of the model, no validation "
+            "(in the sweep: the median of its fine-tuning epochs' training passes)", **_TIMED),
+     Column("dense_train_epoch_s", "the same for the dense model, in the same run", **_TIMED),
+     Column("dense_peak_train_bytes", "peak_train_bytes of the dense model, bytes", **_TIMED),
      Column("peak_train_bytes", f"peak memory of its first training steps with a fresh optimiser, bytes ({_MEMORY})",
             **_TIMED)),
     speed))

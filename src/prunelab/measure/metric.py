@@ -40,6 +40,9 @@ class Subject:
     export: Any = None  # export.ExportInfo of its export
     train: Any = None  # a training Split to time one epoch on (speed's train_epoch_s, peak_train_bytes)
     optim: Any = None  # the OptimConfig that epoch trains with (batch size, optimiser)
+    reference: Any = None  # the dense model it is compared with: timed in the same rounds (speed's dense_*)
+    dense_bytes: Any = None  # size of the dense model's export file (cost's export_size_ratio)
+    rounds: int = 7  # timed rounds per side (speed); the sweep, with many models, takes fewer
 
 
 @dataclass(frozen=True)

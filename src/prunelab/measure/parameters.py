@@ -2,8 +2,9 @@
 
 params, nonzero params, compression ratio = params / nonzero, and achieved sparsity
 (zeros / size) over the prunable weights and over all parameters: always counted from
-the weights, never assumed from the requested k. Parameters are counted here only
-(``count_params``): structural pruning and the baseline use the same function.
+the weights, never assumed from the requested k. Parameters are counted in one place
+(``count_params``, in ``pruning.layers`` so that structural pruning, below this package,
+uses it too): the baseline, structural pruning and these metrics use the same function.
 """
 
 from __future__ import annotations
@@ -12,15 +13,11 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prunelab.measure.metric import METRICS, Column, Metric, Subject
+from prunelab.pruning.layers import count_params  # noqa: F401  (re-exported: prunelab.measure.parameters.count_params)
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-
-def count_params(model: nn.Module) -> int:
-    """Every parameter, pruned or not (a masked weight counts once, as its ``weight_orig``)."""
-    return sum(p.numel() for p in model.parameters())
 
 
 def effective_parameters(model: nn.Module) -> Iterator[torch.Tensor]:

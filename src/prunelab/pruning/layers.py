@@ -13,6 +13,11 @@ if TYPE_CHECKING:
     from torch import nn
 
 
+def count_params(model: nn.Module) -> int:
+    """Every parameter, pruned or not (a masked weight counts once, as its ``weight_orig``)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def prunable_types() -> tuple[type, ...]:
     from torch import nn
 

@@ -29,8 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from prunelab.measure.parameters import count_params
-from prunelab.pruning.layers import classifier_name
+from prunelab.pruning.layers import classifier_name, count_params
 
 NORMS = {"l1": 1, "l2": 2}
 
