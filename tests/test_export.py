@@ -1,11 +1,13 @@
 """Exports: the round trip for every method, the on-disk formats, integrity, and the kernel choice."""
 
 import copy
+import io
 import json
 import pickle
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -453,3 +455,21 @@ def test_unit_masks_get_the_rows_kernel_and_it_wins_where_measured_faster(tmp_pa
     path = export_model(weight, (1, 8, 8), tmp_path / "weight", structural=False, force="rows").path
     layers = load_export(path, force="dense").sparse_layers.values()
     assert all(layer.available == ("dense", "sparse") for layer in layers)
+
+
+def test_an_export_does_not_depend_on_where_the_code_lives(tmp_path):
+    import prunelab
+
+    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.9))
+    for structural in (True, False):
+        path = export_model(model, (1, 8, 8), tmp_path / f"m{structural}", structural=structural, force="dense").path
+        data = path.read_bytes()
+        if data.startswith(integrity.MAGIC):  # the program inside a .sparse is deflated
+            import zlib
+
+            header, payload = integrity.unpack_container(path, data)
+            data = zlib.decompress(bytes(payload[:header["program"]["bytes"]]))
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            text = b"".join(archive.read(name) for name in archive.namelist())
+        source = str(Path(prunelab.__file__).resolve().parents[1]).encode()
+        assert source not in text and b"stack_trace" not in text.replace(b'"stack_trace": null', b"")

@@ -53,6 +53,10 @@ def trace(model: nn.Module, input_shape: tuple[int, ...], placeholders: Collecti
     with torch.no_grad():
         program = torch.export.export(copy_, (example,), dynamic_shapes=({0: batch},), strict=False)
     program.example_inputs = None  # not saved: torch reads them back with a pickle fallback
+    for node in program.graph.nodes:
+        # the source lines that made each node, with this checkout's file paths: a file that
+        # depended on where the code lives would not be byte-reproducible across clones
+        node.meta.pop("stack_trace", None)
     return program
 
 
