@@ -94,7 +94,7 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
     test_accuracy (± test_accuracy_std) and, where known, the dense model's value of each
     x column, drawn as grey reference lines: left of the vertical line is faster or smaller.
     """
-    fig, axes = plt.subplots(1, len(EFFICIENCY_AXES), figsize=(16, 4.8), constrained_layout=True)
+    fig, axes = plt.subplots(1, len(EFFICIENCY_AXES), figsize=(16, 5.4), layout="constrained")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for ax, (column, label, log) in zip(axes, EFFICIENCY_AXES):
@@ -123,8 +123,10 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
         ax.grid(True, which="both", alpha=0.3)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
     seeds = max((r["seeds"] for r in rows), default=1)
-    axes[0].legend(loc="lower left", fontsize=8, title=("marker size: k" + (f"; mean of {seeds} seeds"
-                                                                         if seeds > 1 else "")), title_fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    # below the panels: inside one it would hide the high-k points, which sit bottom left
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=9,
+               title="marker size: k" + (f"; mean of {seeds} seeds" if seeds > 1 else ""), title_fontsize=9)
     fig.suptitle(title)
     try:
         atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
