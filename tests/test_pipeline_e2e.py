@@ -157,14 +157,46 @@ def test_bad_param_fails_cleanly_and_keeps_results(proj):
     assert not [r for r in runs(proj) if r["status"] == "RUNNING"]
 
 
+# Runs before the experiments below change the workspace's outputs: here, right after the
+# first `dvc repro`, only the new seed's stages are stale.
+def test_adding_a_seed_runs_only_that_seeds_stages_and_plots_mean_and_spread(proj):
+    sh(proj, "dvc", "repro")  # up to date unless this test runs alone or moves below the experiments
+    original = (proj / "params.yaml").read_text()
+    try:
+        out = sh(proj, "dvc", "exp", "run", "-S", "sweep.seeds=[0,1]").stdout
+    finally:
+        (proj / "params.yaml").write_text(original)
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert {"train_baseline@1", "sweep@weight-1", "sweep@unit-1", "plot"} <= ran
+    assert not ran & {"fetch_data", "train_baseline@0", "sweep@weight-0", "sweep@unit-0", "prune", "finetune",
+                      "evaluate"}
+    with open(proj / "results/sweep.csv") as fh:
+        assert {r["seed"] for r in csv.DictReader(fh)} == {"0", "1"}
+    with open(proj / "results/plots/curves.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["seeds"] for r in rows} == {"2"} and any(float(r["accuracy_std"]) > 0 for r in rows)
+    summary = read_json(proj, "results/sweep_summary.json")
+    accuracies = [read_json(proj, f"metrics/baseline/seed-{s}.json")["test_accuracy"] for s in (0, 1)]
+    assert summary["seeds"] == 2 and summary["baseline_test_accuracy"] == pytest.approx(sum(accuracies) / 2)
+    # back to one seed for the tests below, as a user would: the experiment also removes
+    # seed 1's outputs, and only the stages that read sweep.seeds rerun
+    out = sh(proj, "dvc", "exp", "run", "-S", "sweep.seeds=[0]").stdout
+    (proj / "params.yaml").write_text(original)  # the same values, in the file's own layout
+    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    assert ran == {"plot", "efficiency"}
+    assert not list((proj / "results/sweep").glob("*/seed-1.json"))
+
+
 def test_exp_run_reruns_only_what_depends_on_sparsity(proj):
+    earlier = {r["id"] for r in runs(proj)}
     out = sh(proj, "dvc", "exp", "run", "-S", "prune.sparsity=0.5").stdout
     assert "Stage 'train_baseline@0' didn't change, skipping" in out
     assert "Stage 'sweep@weight-0' didn't change, skipping" in out
     assert "Running stage 'prune'" in out and "Running stage 'evaluate'" in out
     assert read_json(proj, "metrics/evaluate.json")["sparsity_prunable"] == pytest.approx(0.5, abs=1e-4)
-    exp_runs = [r for r in runs(proj) if r["tags"]["dvc_exp"] != "workspace"]
+    exp_runs = [r for r in runs(proj) if r["id"] not in earlier]
     assert sorted(r["tags"]["stage"] for r in exp_runs) == ["evaluate", "finetune", "prune"]
+    assert all(r["tags"]["dvc_exp"] not in ("", "workspace") for r in exp_runs)  # tagged with the experiment
     table = list(csv.DictReader(sh(proj, "dvc", "exp", "show", "--csv").stdout.splitlines()))
     exp_rows = [r for r in table if r["Experiment"] and r["prune.sparsity"] == "0.5"]
     assert len(exp_rows) == 1, "the experiment is listed in dvc exp show"
@@ -261,27 +293,6 @@ def test_iterative_pruning_drives_prune_finetune_evaluate(proj):
     sh(proj, "git", "checkout", "params.yaml")
 
 
-def test_adding_a_seed_runs_only_that_seeds_stages_and_plots_mean_and_spread(proj):
-    sh(proj, "dvc", "repro")  # earlier tests' experiments left the workspace's outputs from other params
-    original = (proj / "params.yaml").read_text()
-    try:
-        out = sh(proj, "dvc", "exp", "run", "-S", "sweep.seeds=[0,1]").stdout
-    finally:
-        (proj / "params.yaml").write_text(original)
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
-    assert {"train_baseline@1", "sweep@weight-1", "sweep@unit-1", "plot"} <= ran
-    assert not ran & {"fetch_data", "train_baseline@0", "sweep@weight-0", "sweep@unit-0", "prune", "finetune",
-                      "evaluate"}
-    with open(proj / "results/sweep.csv") as fh:
-        assert {r["seed"] for r in csv.DictReader(fh)} == {"0", "1"}
-    with open(proj / "results/plots/curves.csv") as fh:
-        rows = list(csv.DictReader(fh))
-    assert {r["seeds"] for r in rows} == {"2"} and any(float(r["accuracy_std"]) > 0 for r in rows)
-    summary = read_json(proj, "results/sweep_summary.json")
-    accuracies = [read_json(proj, f"metrics/baseline/seed-{s}.json")["test_accuracy"] for s in (0, 1)]
-    assert summary["seeds"] == 2 and summary["baseline_test_accuracy"] == pytest.approx(sum(accuracies) / 2)
-
-
 def write_photos(folder: Path, per_class: int = 12) -> None:
     """Three classes of small photos (JPEG and PNG), each class its own colour, plus noise."""
     import numpy as np
@@ -304,7 +315,7 @@ def test_own_image_folder_worked_example(proj):
     sh(proj, "git", "commit", "-qm", "my photos")
     out = sh(proj, "dvc", "exp", "run", "-S", "data.name=imagefolder", "-S", "data.root=data/local/photos",
              "-S", "data.image_size=16", "-S", "data.augment=true", "-S", "model.name=cifar_cnn",
-             "-S", "sweep.sparsities=[0.0,0.5]").stdout
+             "-S", "sweep.sparsities=[0.0,0.5]", "-S", "sweep.methods=[weight]").stdout
     assert "Running stage 'fetch_data'" in out and "Running stage 'train_baseline@0'" in out
     summary = read_json(proj, "metrics/data.json")
     assert summary["dataset"] == "imagefolder" and summary["classes"] == 3 and summary["input_shape"] == [3, 16, 16]
