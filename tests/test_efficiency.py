@@ -135,6 +135,29 @@ def test_peak_memory_on_the_cpu_sees_a_large_allocation():
     assert peak.bytes >= 15 * 2**20 and "RSS" in peak.what
 
 
+def test_measurements_after_the_first_still_collect_new_reference_cycles():
+    import gc
+    import weakref
+
+    class Node:
+        other: object = None
+
+    with PeakMemory("cpu"):  # the first measurement freezes what survives its collection
+        pass
+    assert gc.get_freeze_count() > 0
+    gc.disable()  # only the measurement's own collection may free the cycle
+    try:
+        a, b = Node(), Node()
+        a.other, b.other = b, a
+        alive = weakref.ref(a)
+        del a, b
+        assert alive() is not None  # a cycle: reference counting alone does not free it
+        with PeakMemory("cpu"):
+            assert alive() is None
+    finally:
+        gc.enable()
+
+
 def test_training_epoch_cost_leaves_the_model_alone(tiny_model, tiny_data):
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     cost = train_epoch_cost(tiny_model, tiny_data.train, FinetuneConfig(batch_size=64))
