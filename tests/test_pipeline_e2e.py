@@ -25,6 +25,11 @@ def read_json(proj: Path, rel: str):
     return json.loads((proj / rel).read_text())
 
 
+def stages_run(dvc_output: str) -> set[str]:
+    """The stages a `dvc repro` or `dvc exp run` ran, from its "Running stage 'X':" lines."""
+    return {line.split("'")[1] for line in dvc_output.splitlines() if line.startswith("Running stage")}
+
+
 REPRO: dict[str, str] = {}  # what the first `dvc repro` printed, captured through pipes (not a terminal)
 
 
@@ -166,7 +171,7 @@ def test_adding_a_seed_runs_only_that_seeds_stages_and_plots_mean_and_spread(pro
         out = sh(proj, "dvc", "exp", "run", "-S", "sweep.seeds=[0,1]").stdout
     finally:
         (proj / "params.yaml").write_text(original)
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(out)
     assert {"train_baseline@1", "sweep@weight-1", "sweep@unit-1", "plot"} <= ran
     assert not ran & {"fetch_data", "train_baseline@0", "sweep@weight-0", "sweep@unit-0", "prune", "finetune",
                       "evaluate"}
@@ -182,7 +187,7 @@ def test_adding_a_seed_runs_only_that_seeds_stages_and_plots_mean_and_spread(pro
     # seed 1's outputs, and only the stages that read sweep.seeds rerun
     out = sh(proj, "dvc", "exp", "run", "-S", "sweep.seeds=[0]").stdout
     (proj / "params.yaml").write_text(original)  # the same values, in the file's own layout
-    ran = {line.split("'")[1] for line in out.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(out)
     assert ran == {"plot", "efficiency"}
     assert not list((proj / "results/sweep").glob("*/seed-1.json"))
 

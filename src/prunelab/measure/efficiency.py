@@ -100,9 +100,6 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
-_frozen = False
-
-
 def _release_freed_memory() -> None:
     """Hand freed heap memory back to the system (glibc), so memory reused later counts as new.
 
@@ -114,11 +111,9 @@ def _release_freed_memory() -> None:
     frozen objects are still freed by reference counting; only a reference cycle among them
     would outlive its use.
     """
-    global _frozen
     gc.collect()
-    if not _frozen:
+    if not gc.get_freeze_count():
         gc.freeze()
-        _frozen = True
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
 
