@@ -28,8 +28,8 @@ from PIL import Image
 from prunelab.config import DataConfig, ModelConfig, TrainConfig
 from prunelab.data import DATASETS
 from prunelab.models import build_for
-from prunelab.reproducibility import seed_everything
-from prunelab.training import fit
+from prunelab.seeding import seed_everything
+from prunelab.train.fit import fit
 
 from machine_load import MachineLoad  # bench/ is on sys.path: it is the script's folder
 

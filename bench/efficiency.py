@@ -42,7 +42,8 @@ from pathlib import Path
 
 import torch
 
-from prunelab import checkpoint
+from prunelab.pruning.options import configure
+from prunelab.train import checkpoint
 from prunelab.config import FinetuneConfig, ModelConfig, PruneConfig
 from prunelab.data.spec import Split
 from prunelab.export import export_model, load_export
@@ -96,7 +97,7 @@ def prune(dense: torch.nn.Module, case: Case) -> tuple[torch.nn.Module, bool]:
     model = copy.deepcopy(dense)
     if case.method is None:
         return model, False
-    cfg = PruneConfig(method=case.method, sparsity=case.sparsity, physical=case.physical)
+    cfg = configure(method=case.method, sparsity=case.sparsity, physical=case.physical)
     method = METHODS.get(case.method)
     method.prune(model, cfg, SHAPE[case.model])
     make_permanent(model)

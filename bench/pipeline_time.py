@@ -6,7 +6,7 @@ there with the virtual environment's python and dvc first on PATH.
 Its output is timestamped line by line as it streams: a stage runs from DVC's
 "Running stage 'X':" line to its "Updating lock file" line. Every stage is a fresh
 python process, so each is charged an estimated start-up cost: the median wall time of
-`python -c "import <the prunelab modules its script imports>, prunelab.tracking"`
+`python -c "import <the prunelab modules its script imports>, prunelab.track"`
 (interpreter start and exit, torch, mlflow, project), and compute ≈ stage wall - start-up. A second
 `dvc repro` with nothing changed measures the no-op cost.
 
@@ -123,8 +123,8 @@ def parse_stages(lines: list[tuple[float, str]], total: float) -> list[Stage]:
 
 
 def stage_imports(copy: Path, script: str) -> list[str]:
-    """The prunelab modules a stage script imports (anywhere in it), plus prunelab.tracking."""
-    modules = {"prunelab.tracking"}
+    """The prunelab modules a stage script imports (anywhere in it), plus prunelab.track."""
+    modules = {"prunelab.track"}
     for node in ast.walk(ast.parse((copy / script).read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             modules.update(a.name for a in node.names if a.name.split(".")[0] == "prunelab")

@@ -1,4 +1,4 @@
-"""How long each reference study (prunelab.studies) takes: measured steps, counted work.
+"""How long each reference study (prunelab.pipeline.studies) takes: measured steps, counted work.
 
 For each study the model is built exactly as its params say (random weights; pretrained
 weights would not change the speed) and timed on random inputs of the dataset's shape:
@@ -29,8 +29,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from prunelab import config, paths, studies
-from prunelab.models import MODELS
+from prunelab import config, paths
+from prunelab.pipeline import studies
+from prunelab.data import data_config
+from prunelab.models import MODELS, model_config
+from prunelab.pruning import sweep_config
 
 # Train/val/test sizes as prunelab splits them, and the input shape, per dataset.
 DATASETS = {
@@ -42,8 +45,8 @@ DATASETS = {
 
 
 def workload(params: dict) -> dict:
-    data, train = config.section(params, config.DataConfig), config.section(params, config.TrainConfig)
-    tune, sweep = config.section(params, config.FinetuneConfig), config.section(params, config.SweepConfig)
+    data, train = data_config(params), config.section(params, config.TrainConfig)
+    tune, sweep = config.section(params, config.FinetuneConfig), sweep_config(params)
     d = DATASETS[data.name]
     shape = (d["shape"][0], d["shape"][1] or data.image_size, d["shape"][2] or data.image_size)
     seeds = len(sweep.seeds)  # a baseline and a sweep per seed; prune → finetune → evaluate once
@@ -118,7 +121,7 @@ def main() -> None:
     for name in args.only:
         params = studies.apply(base, studies.STUDIES[name].overrides)
         w = workload(params)
-        model_cfg = config.section(params, config.ModelConfig)
+        model_cfg = model_config(params)
         torch.manual_seed(0)
         model = MODELS.get(model_cfg.name)(config.ModelConfig(**{**model_cfg.as_dict(), "pretrained": False}),
                                            w["shape"], w["classes"])

@@ -2,7 +2,7 @@
 
 Both sides train the same model (``build_for`` on the default ModelConfig: the mlp with
 its Standardize layer), on the same mnist-5k train split, batch size 128, Adam lr 1e-3,
-in this process. "ours" is the real code path: ``prunelab.training.fit``, progress bar
+in this process. "ours" is the real code path: ``prunelab.train.fit.fit``, progress bar
 and all, on the DataSpec as the loader returns it, except with an empty validation split
 (the bare loop validates nothing either). "bare" is the minimal loop: float images
 precomputed in [0, 1], randperm, forward, cross_entropy, zero_grad, backward, Adam step.
@@ -37,8 +37,8 @@ from prunelab.config import DataConfig, ModelConfig, TrainConfig
 from prunelab.data import DATASETS, DataSpec
 from prunelab.data.spec import Split
 from prunelab.models import build_for
-from prunelab.reproducibility import seed_everything
-from prunelab.training import fit
+from prunelab.seeding import seed_everything
+from prunelab.train.fit import fit
 
 from machine_load import MachineLoad  # bench/ is on sys.path: it is the script's folder
 

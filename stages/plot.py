@@ -1,52 +1,17 @@
-"""Stage plot: the sweep's curves as a PNG and DVC plot data, the whole sweep as a CSV.
+"""Stage plot: the sweep's curves, table and summary.
 
-Reads exactly the methods, seeds and sparsities in params (never globs result files), so
-a shrunk sweep plots only its own points. With several seeds the curves are the mean over
-them with a band of ± 1 sample standard deviation, and the summary is computed on the mean.
+The work is ``prunelab.pipeline.plot.plot``.
 """
 
 import _bootstrap  # noqa: F401  (puts this checkout's src/ first on sys.path)
-from prunelab import stage
+from prunelab.pipeline import runner
 
 
 def main() -> None:
-    from prunelab import atomic, config, paths
-    from prunelab.plotting import sweep_figure
-    from prunelab.report import CURVE_COLUMNS, POINT_COLUMNS, curves, load_sweep, mean_std, summary
+    from prunelab.pipeline.plot import plot  # imported under the runner: Ctrl-C is clean
 
-    cfg = config.section(config.load_params(), config.SweepConfig)
-    points = {m: [p for s in cfg.seeds for p in load_sweep(paths.sweep_result(m, s), m, cfg.sparsities, s)]
-              for m in cfg.methods}
-    baselines = [atomic.read_json(paths.baseline_metrics(s)) for s in cfg.seeds]
-    (acc, acc_std), (loss, loss_std) = (mean_std([b[k] for b in baselines]) for k in ("test_accuracy", "test_loss"))
-    baseline = {"test_accuracy": acc, "test_accuracy_std": acc_std, "test_loss": loss, "test_loss_std": loss_std}
-    from prunelab import tracking
-
-    tags = tracking.run_tags("plot", dataset=atomic.read_json(paths.DATA_SUMMARY)["dataset"])
-    # named after the DVC experiment: runs compared side by side are told apart in MLflow's legends
-    with tracking.start_run(f"plot {tags['dvc_exp']}", params={"sweep": cfg.as_dict()}, tags=tags):
-        atomic.write_csv(paths.SWEEP_CSV, [p for m in cfg.methods for p in points[m]], POINT_COLUMNS)
-        rows = curves(points)
-        atomic.write_csv(paths.CURVES_CSV, rows, CURVE_COLUMNS)
-        result = summary(points, [b["test_accuracy"] for b in baselines], cfg.tolerance)
-        atomic.write_json(paths.SWEEP_SUMMARY, result)
-        title = (f"Pruning sweep: {', '.join(cfg.methods)} (dense test accuracy {acc:.2%}"
-                 + (f" ± {acc_std:.2%}, {len(cfg.seeds)} seeds)" if len(cfg.seeds) > 1 else ")"))
-        runs = [atomic.read_json(paths.sweep_result(m, s)) for m in cfg.methods for s in cfg.seeds]
-        if any(r.get("schedule") == "polynomial" for r in runs):
-            title += "\nfine-tuned = pruned gradually to k during fine-tuning (polynomial schedule)"
-        if rewinds := sorted({r["rewind"] for r in runs if r.get("rewind")}):
-            title += f"\nIMP = iterative magnitude pruning through these k, rewound to {' / '.join(rewinds)}"
-        sweep_figure(rows, baseline, title, paths.SWEEP_PNG)
-        sweep_figure(rows, baseline, title, paths.SWEEP_PARAMS_PNG, x="params")
-        tracking.log_metrics({f"{m}.{k}": v for m in cfg.methods for k, v in result[m].items()}
-                             | {k: result[k] for k in ("baseline_test_accuracy", "baseline_test_accuracy_std")})
-        tracking.log_curves(rows)  # accuracy against k, in the chart view
-        tracking.log_table([p for m in cfg.methods for p in points[m]], POINT_COLUMNS, "sweep_table.json")
-        tracking.log_artifacts([paths.SWEEP_PNG, paths.SWEEP_PARAMS_PNG], artifact_path="figures")
-        tracking.log_artifacts([paths.SWEEP_CSV, paths.CURVES_CSV, paths.SWEEP_SUMMARY])
-        print(f"plot: wrote {paths.SWEEP_PNG}, {paths.SWEEP_CSV}; summary {result}")
+    plot()
 
 
 if __name__ == "__main__":
-    stage.run(main)
+    runner.run(main)

@@ -3,10 +3,10 @@
 import torch
 import torch.nn.functional as F
 
-from prunelab.augment import crop_and_flip, padding_for
+from prunelab.train.augment import crop_and_flip, padding_for
 from prunelab.config import TrainConfig
 from prunelab.models import build_for
-from prunelab.training import fit
+from prunelab.train.fit import fit
 
 
 def candidates(image: torch.Tensor, pad: int) -> list[torch.Tensor]:

@@ -2,7 +2,8 @@
 
 import pytest
 
-from prunelab import compare, tracking
+from prunelab.track import compare
+from prunelab import track
 from prunelab.errors import PrunelabError
 
 
@@ -13,14 +14,14 @@ def store(tmp_path, monkeypatch):
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
     from mlflow.tracking import MlflowClient
 
-    return tmp_path, MlflowClient(tracking.tracking_uri())
+    return tmp_path, MlflowClient(track.tracking_uri())
 
 
 def evaluate_run(monkeypatch, experiment, accuracy, params, data):
     monkeypatch.setenv("DVC_EXP_NAME", experiment)
-    tags = tracking.run_tags("evaluate", dataset="toy", model="mlp", method="weight", sparsity=0.9)
-    with tracking.start_run("evaluate", params={}, tags=tags, dataset=(data, "toy", "evaluation")):
-        tracking.log_metrics({"test_accuracy": accuracy, "oneshot_test_accuracy": accuracy - 0.1,
+    tags = track.run_tags("evaluate", dataset="toy", model="mlp", method="weight", sparsity=0.9)
+    with track.start_run("evaluate", params={}, tags=tags, dataset=(data, "toy", "evaluation")):
+        track.log_metrics({"test_accuracy": accuracy, "oneshot_test_accuracy": accuracy - 0.1,
                               "baseline_test_accuracy": 0.95, "accuracy_drop": 0.95 - accuracy,
                               "sparsity_prunable": 0.9, "params": params, "nonzero_params": params // 10,
                               "compression_ratio": 10.0, "param_reduction": 0.0})
@@ -28,10 +29,10 @@ def evaluate_run(monkeypatch, experiment, accuracy, params, data):
 
 def sweep_point(monkeypatch, experiment, method, k, accuracy, seed=0):
     monkeypatch.setenv("DVC_EXP_NAME", experiment)
-    with tracking.start_run(f"sweep {method}", params={}, tags=tracking.run_tags("sweep", method=method)):
-        with tracking.start_run(f"sweep {method} {k}", params={}, nested=True,
-                                tags=tracking.run_tags("sweep", method=method, sparsity=k, seed=seed)):
-            tracking.log_metrics({"sparsity": k, "oneshot_test_accuracy": accuracy, "finetuned_test_accuracy": accuracy})
+    with track.start_run(f"sweep {method}", params={}, tags=track.run_tags("sweep", method=method)):
+        with track.start_run(f"sweep {method} {k}", params={}, nested=True,
+                                tags=track.run_tags("sweep", method=method, sparsity=k, seed=seed)):
+            track.log_metrics({"sparsity": k, "oneshot_test_accuracy": accuracy, "finetuned_test_accuracy": accuracy})
 
 
 def test_experiment_is_a_model_training_experiment_and_runs_carry_their_dataset(store, monkeypatch, tmp_path):
@@ -43,20 +44,20 @@ def test_experiment_is_a_model_training_experiment_and_runs_carry_their_dataset(
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     (run,) = client.search_runs([experiment.experiment_id])
     (inp,) = run.inputs.dataset_inputs
-    assert inp.dataset.name == "toy" and inp.dataset.digest == tracking.file_digest(data)
+    assert inp.dataset.name == "toy" and inp.dataset.digest == track.file_digest(data)
     assert str(data) in inp.dataset.source and {t.key: t.value for t in inp.tags}["mlflow.data.context"] == "evaluation"
     data.write_bytes(b"other tensors")  # the digest follows the data
-    assert tracking.file_digest(data) != inp.dataset.digest
+    assert track.file_digest(data) != inp.dataset.digest
 
 
 def test_an_old_store_gets_the_experiment_kind_tag(store):
     root, client = store
     import mlflow
 
-    mlflow.set_tracking_uri(tracking.tracking_uri())
+    mlflow.set_tracking_uri(track.tracking_uri())
     mlflow.create_experiment("prunelab")  # as an older prunelab made it
-    tracking._experiment_ids.clear()
-    tracking.init_store()
+    track.runs._experiment_ids.clear()
+    track.init_store()
     assert client.get_experiment_by_name("prunelab").tags["mlflow.experimentKind"] == "custom_model_development"
 
 
@@ -67,11 +68,11 @@ def test_comparison_table_has_one_row_per_experiment_the_latest_run_counting(sto
     evaluate_run(monkeypatch, "sparse-90", 0.80, 2000, data)
     evaluate_run(monkeypatch, "sparse-90", 0.85, 2000, data)  # a rerun: it counts
     evaluate_run(monkeypatch, "workspace", 0.95, 2000, data)
-    frame = compare.table(tracking.search_runs())
+    frame = compare.table(track.search_runs())
     assert frame["experiment"].tolist() == ["sparse-90", "workspace"]
     assert frame["test_accuracy"].tolist() == [0.85, 0.95]
     assert frame["params"].tolist() == [2000, 2000] and frame["nonzero_params"].tolist() == [200, 200]
-    only = compare.table(tracking.search_runs(), ["workspace"])
+    only = compare.table(track.search_runs(), ["workspace"])
     assert only["experiment"].tolist() == ["workspace"]
     md = compare.markdown(frame)
     assert md.splitlines()[0].startswith("| experiment | dataset | model | method |") and "| sparse-90 |" in md
@@ -81,11 +82,11 @@ def test_points_table_has_one_row_per_sweep_point(store, monkeypatch):
     for exp in ("a", "b"):
         for k, acc in ((0.0, 0.95), (0.9, 0.9)):
             sweep_point(monkeypatch, exp, "weight", k, acc)
-    frame = compare.table(tracking.search_runs(), points=True)
+    frame = compare.table(track.search_runs(), points=True)
     assert list(zip(frame["experiment"], frame["sparsity"])) == [("a", 0.0), ("a", 0.9), ("b", 0.0), ("b", 0.9)]
     assert frame["finetuned_test_accuracy"].tolist() == [0.95, 0.9, 0.95, 0.9]
     sweep_point(monkeypatch, "a", "weight", 0.9, 0.8, seed=1)  # another replicate is a row of its own
-    frame = compare.table(tracking.search_runs(), ["a"], points=True)
+    frame = compare.table(track.search_runs(), ["a"], points=True)
     assert list(zip(frame["seed"], frame["sparsity"], frame["finetuned_test_accuracy"])) == [
         ("0", 0.0, 0.95), ("0", 0.9, 0.9), ("1", 0.9, 0.8)]
 
@@ -93,12 +94,12 @@ def test_points_table_has_one_row_per_sweep_point(store, monkeypatch):
 def test_bad_names_and_an_empty_store_say_what_to_do(store, monkeypatch):
     root, _ = store
     with pytest.raises(PrunelabError, match=r"no prunelab runs yet: run `uv run dvc repro`"):
-        compare.table(tracking.search_runs())
+        compare.table(track.search_runs())
     data = root / "dataset.pt"
     data.write_bytes(b"x")
     evaluate_run(monkeypatch, "workspace", 0.9, 10, data)
     with pytest.raises(PrunelabError, match=r"no DVC experiment named 'r9' in the MLflow store; known: workspace"):
-        compare.table(tracking.search_runs(), ["r9"])
+        compare.table(track.search_runs(), ["r9"])
 
 
 def test_command_prints_and_writes_csv_and_markdown(store, monkeypatch, capsys):
@@ -122,6 +123,6 @@ def test_unreachable_store_is_one_line_in_seconds(monkeypatch):
         port = s.getsockname()[1]
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     start = time.monotonic()
-    with pytest.raises(tracking.TrackingError, match=rf"tracking server http://127.0.0.1:{port} is unreachable"):
-        tracking.search_runs()
+    with pytest.raises(track.TrackingError, match=rf"tracking server http://127.0.0.1:{port} is unreachable"):
+        track.search_runs()
     assert time.monotonic() - start < 30

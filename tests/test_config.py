@@ -1,16 +1,39 @@
 import pytest
 
+from prunelab.pruning.options import configure
+import ast
+from pathlib import Path
+
 from prunelab import config
 from prunelab.config import (ConfigError, DataConfig, FinetuneConfig, ModelConfig, PruneConfig,
                              SweepConfig, TrainConfig)
+from prunelab.data import data_config
+from prunelab.models import model_config
+from prunelab.pruning import prune_config, sweep_config
 
 SECTIONS = [DataConfig, ModelConfig, TrainConfig, PruneConfig, FinetuneConfig, SweepConfig]
+# a section whose names a registry holds is loaded by its plug-in package, which asks the registry
+LOADERS = {"data": data_config, "model": model_config, "prune": prune_config, "sweep": sweep_config}
+
+
+def load(params: dict, cls=None):
+    name = next(iter(params)) if cls is None else cls.SECTION
+    return LOADERS[name](params) if name in LOADERS else config.section(params, cls)
+
+
+def test_config_imports_nothing_above_it():
+    """Typed config is the bottom of the import graph: no plug-in, nothing that imports one."""
+    tree = ast.parse(Path(config.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert {m for m in imported if m.startswith("prunelab")} <= {"prunelab", "prunelab.errors", "prunelab.validate"}
 
 
 def test_repo_params_yaml_is_valid_and_matches_defaults():
     params = config.load_params()
     for cls in SECTIONS:
-        assert config.section(params, cls) == cls(), f"params.yaml {cls.SECTION} differs from the defaults"
+        default = prune_config({}) if cls is PruneConfig else cls()  # the default method's own options
+        assert load(params, cls) == default, f"params.yaml {cls.SECTION} differs from the defaults"
     assert config.seed(params) == 0
 
 
@@ -60,7 +83,7 @@ def test_defaults_reproduce_r1():
 def test_invalid_values_name_key_value_and_what_is_allowed(section, key, value, allowed):
     cls = next(c for c in SECTIONS if c.SECTION == section)
     with pytest.raises(ConfigError) as err:
-        config.section({section: {key: value}}, cls)
+        load({section: {key: value}}, cls)
     message = str(err.value)
     shown = [repr(value)] + ([repr(v) for v in value] if isinstance(value, list) else [])
     assert f"{section}.{key}" in message and allowed in message
@@ -69,23 +92,23 @@ def test_invalid_values_name_key_value_and_what_is_allowed(section, key, value, 
 
 def test_unknown_key_is_an_error_listing_known_keys():
     with pytest.raises(ConfigError, match=r"prune\.sparsty.*known key of prune: method, sparsity"):
-        config.section({"prune": {"sparsty": 0.5}}, PruneConfig)
+        prune_config({"prune": {"sparsty": 0.5}})
 
 
 def test_rewind_is_for_the_iterative_schedule_which_is_for_masks():
-    assert config.section({"prune": {"schedule": "iterative", "rewind": "epoch:2"}}, PruneConfig).rewind == "epoch:2"
+    assert prune_config({"prune": {"schedule": "iterative", "rewind": "epoch:2"}}).rewind == "epoch:2"
     with pytest.raises(ConfigError, match=r"prune\.rewind = 'none'.*unless prune.schedule is 'iterative'"):
-        config.section({"prune": {"rewind": "none"}}, PruneConfig)
+        prune_config({"prune": {"rewind": "none"}})
     with pytest.raises(ConfigError, match=r"prune\.schedule = 'iterative'.*removes structures once, physically"):
-        config.section({"prune": {"method": "filter", "sparsity": 0.5, "schedule": "iterative"}}, PruneConfig)
+        prune_config({"prune": {"method": "filter", "sparsity": 0.5, "schedule": "iterative"}})
     # the replicate's seed is not a params key: it comes from the stage's seed
     with pytest.raises(ConfigError, match=r"prune\.seed.*a known key"):
-        config.section({"prune": {"seed": 1}}, PruneConfig)
-    assert "seed" not in PruneConfig().as_dict()
+        prune_config({"prune": {"seed": 1}})
+    assert "seed" not in configure().as_dict()
 
 
 def test_int_is_accepted_where_a_float_is_expected():
-    assert config.section({"prune": {"sparsity": 0}}, PruneConfig).sparsity == 0.0
+    assert prune_config({"prune": {"sparsity": 0}}).sparsity == 0.0
 
 
 def test_fractions_must_leave_a_training_split():
@@ -95,21 +118,21 @@ def test_fractions_must_leave_a_training_split():
 
 def test_imagefolder_needs_a_root_and_other_datasets_do_not():
     with pytest.raises(ConfigError, match=r"data\.root.*None.*class sub-folders.*imagefolder"):
-        config.section({"data": {"name": "imagefolder"}}, DataConfig)
-    assert config.section({"data": {"name": "cifar10"}}, DataConfig).root is None
-    assert config.section({"data": {"name": "imagefolder", "root": "photos"}}, DataConfig).root == "photos"
+        data_config({"data": {"name": "imagefolder"}})
+    assert data_config({"data": {"name": "cifar10"}}).root is None
+    assert data_config({"data": {"name": "imagefolder", "root": "photos"}}).root == "photos"
 
 
 def test_threshold_and_sparsity_exclude_each_other_and_threshold_is_for_filter_only():
     with pytest.raises(ConfigError, match=r"prune\.threshold = 0\.5.*null while prune\.sparsity is set"):
-        config.section({"prune": {"method": "filter", "threshold": 0.5}}, PruneConfig)
+        prune_config({"prune": {"method": "filter", "threshold": 0.5}})
     with pytest.raises(ConfigError, match=r"prune\.threshold.*unless prune\.method is one of filter"):
-        config.section({"prune": {"method": "weight", "threshold": 0.5, "sparsity": None}}, PruneConfig)
+        prune_config({"prune": {"method": "weight", "threshold": 0.5, "sparsity": None}})
     with pytest.raises(ConfigError, match=r"prune\.sparsity = None"):
-        config.section({"prune": {"method": "filter", "sparsity": None}}, PruneConfig)
+        prune_config({"prune": {"method": "filter", "sparsity": None}})
     with pytest.raises(ConfigError, match=r"prune\.norm = 'l3'"):
-        config.section({"prune": {"method": "filter", "norm": "l3"}}, PruneConfig)
-    cfg = config.section({"prune": {"method": "filter", "threshold": 0.5, "sparsity": None}}, PruneConfig)
+        prune_config({"prune": {"method": "filter", "norm": "l3"}})
+    cfg = prune_config({"prune": {"method": "filter", "threshold": 0.5, "sparsity": None}})
     assert cfg.threshold == 0.5 and cfg.label == "threshold 0.5"
 
 

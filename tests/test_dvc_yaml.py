@@ -1,11 +1,17 @@
-"""dvc.yaml agrees with paths.py and with the params each stage really reads."""
+"""dvc.yaml agrees with paths.py, with the params each stage really reads, and with the code it imports."""
 
+import json
+import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from prunelab import paths
 from prunelab.config import load_params
+
+from imports import closure, covered
+from project import copy_project, sh
 
 ROOT = Path(__file__).resolve().parents[1]
 DVC = yaml.safe_load((ROOT / "dvc.yaml").read_text())
@@ -69,33 +75,50 @@ def test_stage_scripts_exist_and_are_thin():
         assert len(script.read_text().splitlines()) < 80, f"{script} is not thin"
 
 
-# Modules whose changes change no number a stage writes: config reading, file writing,
-# logging, errors. A stage's data comes from its prepared-dataset dependency, not from
-# the loader code (fetch_data itself does depend on data/).
-NOT_RESULTS = {"atomic", "checkpoint", "config", "paths", "stage", "tracking", "errors", "validate"}
-
-
-def imported_modules(script: Path) -> set[str]:
-    """prunelab modules a stage script imports directly, as paths relative to the repo root."""
-    import ast
-
-    found = set()
-    for node in ast.walk(ast.parse(script.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("prunelab"):
-            names = [node.module + "." + a.name for a in node.names] if node.module == "prunelab" else [node.module]
-            for name in names:
-                parts = name.split(".")[1:]
-                if parts[0] in NOT_RESULTS or (parts[0] == "data" and script.stem != "fetch_data"):
-                    continue
-                rel = Path("src/prunelab", *parts)
-                found.add(str(rel) if (ROOT / rel).is_dir() else f"{rel}.py")
-    return found
-
-
-def test_each_stage_depends_on_the_code_that_computes_its_results():
+def test_each_stage_depends_on_every_module_its_process_imports():
+    """The cache cannot go stale: whatever the stage can import is one of its deps, and no src dep is idle."""
     for name, stage in DVC["stages"].items():
-        script = ROOT / "stages" / f"{name}.py"
+        script = ROOT / stage["cmd"].split()[1]
         deps = [str(d) for d in stage["deps"]]
-        for module in imported_modules(script):
-            assert any(module == d or module.startswith(d.rstrip("/") + "/") for d in deps), \
-                f"stage {name} imports {module} but does not depend on it"
+        needed = closure(script) | {Path("stages/_bootstrap.py"), script.relative_to(ROOT)}
+        missing = sorted(str(m) for m in needed if not covered(m, deps))
+        assert missing == [], f"stage {name} imports {missing} but does not depend on them"
+        idle = [d for d in deps if d.startswith(("src/", "stages/")) and not any(covered(m, [d]) for m in needed)]
+        assert idle == [], f"stage {name} depends on {idle}, which its process never imports"
+
+
+def test_import_closure_follows_imports_inside_functions_and_packages(tmp_path):
+    script = tmp_path / "stage.py"
+    script.write_text("def main():\n    from prunelab.train import checkpoint\n")
+    found = closure(script)
+    assert Path("src/prunelab/train/checkpoint.py") in found  # a submodule named in `from … import`
+    assert Path("src/prunelab/train/__init__.py") in found  # its package runs first
+    assert Path("src/prunelab/models/__init__.py") in found  # checkpoint imports models: followed
+    assert not covered(Path("src/prunelab/train/augment.py"), ["src/prunelab/training.py"])
+
+
+@pytest.mark.e2e
+def test_editing_augmentation_reruns_the_training_stages(tmp_path):
+    """dvc status in a copy: the locked pipeline is current, and an edit to augment.py makes every stage that
+    trains (or imports training) out of date, and only those."""
+    proj = copy_project(tmp_path / "proj", {})
+    shutil.copy(ROOT / "dvc.lock", proj / "dvc.lock")
+    augment = proj / "src/prunelab/train/augment.py"
+
+    def changed_code() -> dict[str, set[str]]:
+        status = json.loads(sh(proj, "dvc", "status", "--json").stdout or "{}")
+        found: dict[str, set[str]] = {}
+        for stage, entries in status.items():
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, dict):
+                    found.setdefault(stage, set()).update(
+                        d for d in entry.get("changed deps", {}) if d.startswith("src/"))
+        return {s: d for s, d in found.items() if d}
+
+    assert changed_code() == {}, "dvc.lock does not match the code: run `dvc repro` and commit dvc.lock"
+    augment.write_text(augment.read_text() + "\n# an edit\n")
+    changed = changed_code()
+    trains = {s for s, st in DVC["stages"].items() if covered(augment.relative_to(proj), st["deps"])}
+    assert {"train_baseline", "finetune", "sweep"} <= trains
+    assert {s.split("@")[0] for s in changed} == trains
+    assert all(d == {"src/prunelab/train"} for d in changed.values())

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from prunelab import checkpoint
+from prunelab.pruning.options import configure
+from prunelab.train import checkpoint
 from prunelab.config import FinetuneConfig, ModelConfig, PruneConfig
 from prunelab.errors import ConfigError
 from prunelab.export import export_model, load_export
@@ -52,7 +53,7 @@ def test_flops_of_a_grouped_strided_conv_and_the_r1_mlp():
 
 
 def test_flops_the_export_executes_follow_its_kernels(tiny_model, tmp_path):
-    METHODS.get("weight").prune(tiny_model, PruneConfig(method="weight", sparsity=0.75), (1, 8, 8))
+    METHODS.get("weight").prune(tiny_model, configure(method="weight", sparsity=0.75), (1, 8, 8))
     make_permanent(tiny_model)
     info = export_model(tiny_model, (1, 8, 8), tmp_path / "m", structural=False, force="dense")
     # mlp 64 -> 32 -> 16 -> 4: fc1 and fc2 at 25 % density, the classifier dense
@@ -69,7 +70,7 @@ def test_flops_the_export_executes_follow_its_kernels(tiny_model, tmp_path):
 
 
 def test_flops_of_the_rows_kernel_count_only_the_rows_that_are_not_empty(tiny_model, tmp_path):
-    METHODS.get("unit").prune(tiny_model, PruneConfig(method="unit", sparsity=0.5), (1, 8, 8))
+    METHODS.get("unit").prune(tiny_model, configure(method="unit", sparsity=0.5), (1, 8, 8))
     make_permanent(tiny_model)
     info = export_model(tiny_model, (1, 8, 8), tmp_path / "m", structural=False, force="rows")
     # fc1 keeps 16 of 32 rows (64 inputs each), fc2 8 of 16 (32 inputs), the classifier 4 x 16
@@ -101,7 +102,7 @@ def test_timing_statistics_and_interleaving(monkeypatch):
     # after an untimed call that warms the caches the other side used
     import types
 
-    from prunelab import timing
+    from prunelab.measure import timing
 
     clock = [0.0]
     monkeypatch.setattr(timing, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
@@ -196,7 +197,7 @@ def test_measure_still_imports_no_torch():
 
 
 def test_without_a_reference_nothing_dense_is_reported_and_a_fine_tuning_gives_the_epoch_time(tiny_model):
-    from prunelab.training import FitResult
+    from prunelab.train.fit import FitResult
 
     history = [{"epoch": 1, "data_time": 0.1, "step_time": 0.5, "epoch_time": 0.9},
                {"epoch": 2, "data_time": 0.1, "step_time": 0.7, "epoch_time": 1.0},

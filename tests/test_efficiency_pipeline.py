@@ -4,8 +4,10 @@ hand-computed values, export folders, and a sweep point's measurement leaving no
 import pytest
 import torch
 
-from prunelab import efficiency_report as report
-from prunelab import exporting, paths
+from prunelab.pruning.options import configure
+from prunelab.report import efficiency as report
+from prunelab import paths
+from prunelab.pipeline import exports
 from prunelab.errors import PrunelabError
 
 
@@ -64,18 +66,18 @@ def test_an_export_folder_must_hold_exactly_one_export(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder = paths.FINETUNED_EXPORT
     with pytest.raises(PrunelabError, match=r"holds no export.*dvc repro -f finetune"):
-        exporting.find_export(folder)
+        exports.find_export(folder)
     folder.mkdir(parents=True)
     (folder / "model.pt2").write_bytes(b"x")
-    assert exporting.find_export(folder) == folder / "model.pt2"
+    assert exports.find_export(folder) == folder / "model.pt2"
     (folder / "model.sparse").write_bytes(b"x")
     with pytest.raises(PrunelabError, match="holds 2 exports"):
-        exporting.find_export(folder)
+        exports.find_export(folder)
 
 
 def test_a_bad_timing_choice_is_refused(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="timing='slow'"):
-        exporting.write_export(tiny_model, (1, 8, 8), tmp_path / "m", timing="slow")
+        exports.write_export(tiny_model, (1, 8, 8), tmp_path / "m", timing="slow")
 
 
 def test_a_sweep_point_is_measured_from_real_files_and_leaves_nothing_behind(tiny_model, tiny_model_cfg, tmp_path,
@@ -96,9 +98,9 @@ def test_a_sweep_point_is_measured_from_real_files_and_leaves_nothing_behind(tin
     base = SimpleNamespace(model=tiny_model, model_cfg=tiny_model_cfg, input_shape=(1, 8, 8), num_classes=10)
     dense = copy.deepcopy(tiny_model.state_dict())
     model = copy.deepcopy(tiny_model)
-    pruned = METHODS.get("weight").prune(model, PruneConfig(method="weight", sparsity=0.9), (1, 8, 8))
+    pruned = METHODS.get("weight").prune(model, configure(method="weight", sparsity=0.9), (1, 8, 8))
     make_permanent(model)
-    measure = exporting.SweepMeasure(base, 0, "cpu")
+    measure = exports.SweepMeasure(base, 0, "cpu")
     cost = measure(model, pruned.masks, None, {"method": "weight", "seed": 0, "sparsity": 0.9})
     assert cost["export_size_ratio"] == cost["export_bytes"] / 100_000
     assert 0 < cost["export_bytes"] < cost["checkpoint_bytes"] and cost["flops_ideal"] < cost["flops_dense"]
@@ -109,10 +111,10 @@ def test_a_sweep_point_is_measured_from_real_files_and_leaves_nothing_behind(tin
 
 
 def test_the_timing_mode_comes_from_the_environment_and_a_bad_one_is_named(monkeypatch):
-    monkeypatch.delenv(exporting.TIMING_ENV, raising=False)
-    assert exporting.timing_mode() == "full"
-    monkeypatch.setenv(exporting.TIMING_ENV, "quick")
-    assert exporting.timing_mode() == "quick"
-    monkeypatch.setenv(exporting.TIMING_ENV, "fast")
+    monkeypatch.delenv(exports.TIMING_ENV, raising=False)
+    assert exports.timing_mode() == "full"
+    monkeypatch.setenv(exports.TIMING_ENV, "quick")
+    assert exports.timing_mode() == "quick"
+    monkeypatch.setenv(exports.TIMING_ENV, "fast")
     with pytest.raises(PrunelabError, match="PRUNELAB_TIMING='fast': expected one of full, quick"):
-        exporting.timing_mode()
+        exports.timing_mode()

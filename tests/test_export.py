@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from prunelab.pruning.options import configure
 from prunelab.config import ModelConfig, PruneConfig
 from prunelab.errors import ConfigError, PrunelabError
-from prunelab.evaluation import evaluate, scaled
+from prunelab.train.evaluate import evaluate, scaled
 from prunelab.export import SPARSE_WINS, WHOLE, ExportError, export_model, integrity, load_export, sparse
 from prunelab.models import MODELS as MODEL_BUILDERS
 from prunelab.pruning import METHODS, STRUCTURAL
@@ -27,11 +28,11 @@ MODELS = {"mlp": ModelConfig(name="mlp", hidden=(32, 16), bias=False),
 
 def configs() -> list[tuple[str, PruneConfig]]:
     """Every registered method (and its physical variant), on the first tiny model it applies to."""
-    cases = [("mlp_bias", PruneConfig(method="weight", sparsity=0.5)),
-             ("cifar_cnn", PruneConfig(method="weight", sparsity=0.5))]  # conv weights stored sparse, run dense
+    cases = [("mlp_bias", configure(method="weight", sparsity=0.5)),
+             ("cifar_cnn", configure(method="weight", sparsity=0.5))]  # conv weights stored sparse, run dense
     for method in METHODS.values():
-        for physical in ((False, True) if "physical" in method.options else (False,)):
-            cfg = PruneConfig(method=method.name, sparsity=0.5, physical=physical)
+        for physical in ((False, True) if "physical" in method.option_keys() else (False,)):
+            cfg = configure(method=method.name, sparsity=0.5, physical=physical)
             cases.append(next((model, cfg) for model in ("mlp", "cifar_cnn")
                               if method.why_not(_build(model), cfg) is None))
     return cases
@@ -57,7 +58,7 @@ def pruned(name: str, cfg: PruneConfig, shape=(1, 8, 8)) -> tuple[torch.nn.Modul
 
 
 @pytest.mark.parametrize("model_name, cfg", configs(), ids=lambda v: v if isinstance(v, str) else
-                         f"{v.method}{'-physical' if v.physical else ''}")
+                         f"{v.method}{'-physical' if v.as_dict().get('physical') else ''}")
 def test_every_method_round_trips_with_the_same_predictions(model_name, cfg, tiny_data, tmp_path):
     model, structural = pruned(model_name, cfg)
     info = export_model(model, (1, 8, 8), tmp_path / "export", structural=structural, force="sparse")
@@ -82,7 +83,7 @@ def test_every_method_round_trips_with_the_same_predictions(model_name, cfg, tin
 def test_a_mask_model_compresses_and_a_dense_one_is_a_pt2(tmp_path):
     dense = _build("mlp")
     assert export_model(dense, (1, 8, 8), tmp_path / "dense", structural=False, force="dense").format == "pt2"
-    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.9))
+    model, _ = pruned("mlp", configure(method="weight", sparsity=0.9))
     info = export_model(model, (1, 8, 8), tmp_path / "sparse", structural=False, force="dense")
     # fc2, 16 x 32 with 51 nonzeros: CSR 51 * (4 + 1) + 17 = 272 bytes, bitmask 64 + 51 * 4 = 268
     assert info.format == "sparse" and info.storage == {"fc1": "csr", "fc2": "bitmask", "fc3": "dense"}
@@ -90,7 +91,7 @@ def test_a_mask_model_compresses_and_a_dense_one_is_a_pt2(tmp_path):
 
 
 def test_the_sparse_file_holds_exactly_the_arrays_of_each_layers_storage(tmp_path):
-    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.9))
+    model, _ = pruned("mlp", configure(method="weight", sparsity=0.9))
     info = export_model(model, (1, 8, 8), tmp_path / "m", structural=False, force="dense")
     header, payload = integrity.unpack_container(info.path, info.path.read_bytes())
     head_len = int.from_bytes(info.path.read_bytes()[12:20], "little")
@@ -105,7 +106,7 @@ def test_the_sparse_file_holds_exactly_the_arrays_of_each_layers_storage(tmp_pat
 
 
 def test_exports_are_byte_reproducible_and_a_stale_other_format_is_removed(tmp_path):
-    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.9))
+    model, _ = pruned("mlp", configure(method="weight", sparsity=0.9))
     first = export_model(model, (1, 8, 8), tmp_path / "m", structural=False, force="dense").path.read_bytes()
     assert export_model(model, (1, 8, 8), tmp_path / "m", structural=False, force="dense").path.read_bytes() == first
     export_model(model, (1, 8, 8), tmp_path / "m", structural=True, force="dense")
@@ -156,7 +157,7 @@ def test_decode_refuses_arrays_that_do_not_describe_the_weight():
 def exports(tmp_path_factory):
     """A weight-pruned tiny mlp exported in each format (written once; tests use copies)."""
     folder = tmp_path_factory.mktemp("exports")
-    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.9))
+    model, _ = pruned("mlp", configure(method="weight", sparsity=0.9))
     return {fmt: export_model(model, (1, 8, 8), folder / fmt, structural=fmt == "pt2", force="dense").path
             for fmt in ("sparse", "pt2")}
 
@@ -237,14 +238,14 @@ def weights_entry(name: str) -> bool:
 
 
 def test_a_pt2_entry_changed_with_a_valid_crc_fails_its_digest(tmp_path):
-    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.5))
+    model, _ = pruned("mlp", configure(method="weight", sparsity=0.5))
     path = export_model(model, (1, 8, 8), tmp_path / "m", structural=True, force="dense").path
     rewrite_pt2(path, lambda name, data: (b"\x00" * 4 + data[4:]) if weights_entry(name) else data)
     refused(path, "weight_0 does not match its SHA-256")
 
 
 def test_a_crafted_pt2_that_torch_would_unpickle_is_refused_before_any_unpickling(tmp_path, monkeypatch):
-    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.5))
+    model, _ = pruned("mlp", configure(method="weight", sparsity=0.5))
     path = export_model(model, (1, 8, 8), tmp_path / "m", structural=True, force="dense").path
 
     def unpickled(*args, **kwargs):
@@ -297,7 +298,7 @@ def test_missing_foreign_and_unsealed_files_are_refused(tmp_path):
 
 def test_a_failed_write_leaves_the_previous_file_and_no_temporary(written, monkeypatch):
     before = written.read_bytes()
-    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.9))
+    model, _ = pruned("mlp", configure(method="weight", sparsity=0.9))
     from prunelab.export import pt2
 
     def fail(*args, **kwargs):
@@ -312,7 +313,7 @@ def test_a_failed_write_leaves_the_previous_file_and_no_temporary(written, monke
 
 
 def test_a_structural_pt2_loads_in_plain_torch_without_prunelab(tmp_path):
-    model, structural = pruned("cifar_cnn", PruneConfig(method="filter", sparsity=0.5))
+    model, structural = pruned("cifar_cnn", configure(method="filter", sparsity=0.5))
     assert structural
     path = export_model(model, (1, 8, 8), tmp_path / "filter", structural=True, force="dense").path
     x = torch.rand(3, 1, 8, 8)
@@ -359,7 +360,7 @@ def timer_from(table):
 
 @pytest.fixture(scope="module")
 def weight_export(exports):
-    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.9))
+    model, _ = pruned("mlp", configure(method="weight", sparsity=0.9))
     return model, exports["sparse"]
 
 
@@ -428,7 +429,7 @@ def test_sparse_must_win_by_a_margin_and_force_overrides_timings(weight_export):
 
 
 def test_export_model_reports_the_kernels_it_measured(tmp_path):
-    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.9))
+    model, _ = pruned("mlp", configure(method="weight", sparsity=0.9))
     faster = timer_from(lambda layer, batch: {"dense": 1.0, "sparse": 0.1})
     info = export_model(model, (1, 8, 8), tmp_path / "m", structural=False, batch_sizes=(1, 16), timer=faster)
     assert info.kernels == {1: {"fc1": "sparse", "fc2": "sparse"}, 16: {"fc1": "sparse", "fc2": "sparse"}}
@@ -439,7 +440,7 @@ def test_export_model_reports_the_kernels_it_measured(tmp_path):
 
 
 def test_unit_masks_get_the_rows_kernel_and_it_wins_where_measured_faster(tmp_path):
-    model, _ = pruned("mlp", PruneConfig(method="unit", sparsity=0.5))
+    model, _ = pruned("mlp", configure(method="unit", sparsity=0.5))
     path = export_model(model, (1, 8, 8), tmp_path / "unit", structural=False, force="dense").path
     module = load_export(path, force="dense")
     assert all(layer.available == ("dense", "sparse", "rows") for layer in module.sparse_layers.values())
@@ -451,7 +452,7 @@ def test_unit_masks_get_the_rows_kernel_and_it_wins_where_measured_faster(tmp_pa
     x = torch.rand(4, 1, 8, 8)
     with torch.inference_mode():
         assert float((module(x) - model(x)).abs().max()) <= 1e-5
-    weight, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.5))  # no empty rows: no rows kernel
+    weight, _ = pruned("mlp", configure(method="weight", sparsity=0.5))  # no empty rows: no rows kernel
     path = export_model(weight, (1, 8, 8), tmp_path / "weight", structural=False, force="rows").path
     layers = load_export(path, force="dense").sparse_layers.values()
     assert all(layer.available == ("dense", "sparse") for layer in layers)
@@ -460,7 +461,7 @@ def test_unit_masks_get_the_rows_kernel_and_it_wins_where_measured_faster(tmp_pa
 def test_an_export_does_not_depend_on_where_the_code_lives(tmp_path):
     import prunelab
 
-    model, _ = pruned("mlp", PruneConfig(method="weight", sparsity=0.9))
+    model, _ = pruned("mlp", configure(method="weight", sparsity=0.9))
     for structural in (True, False):
         path = export_model(model, (1, 8, 8), tmp_path / f"m{structural}", structural=structural, force="dense").path
         data = path.read_bytes()

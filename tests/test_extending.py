@@ -14,11 +14,14 @@ import pytest
 import torch
 import yaml
 
-from prunelab import atomic, checkpoint, report
+from prunelab.pruning.options import configure
+from prunelab import atomic
+from prunelab.report import sweep as report
+from prunelab.train import checkpoint
 from prunelab.config import FinetuneConfig, ModelConfig, PruneConfig, SweepConfig
 from prunelab.measure import METRICS, Column, Metric, Subject
 from prunelab.pruning import METHODS
-from prunelab.sweep import Sweep, run_sweep
+from prunelab.pipeline.sweep import Sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +85,7 @@ def test_a_new_method_runs_through_the_prune_stage(first_k, tiny_model, tiny_mod
 def test_a_new_method_runs_through_the_sweep_and_its_table(first_k, tiny_model, tiny_data, tmp_path):
     assert SweepConfig(methods=("weight", "first_k")).methods == ("weight", "first_k")
     sweep = Sweep(tiny_model, tiny_data, FinetuneConfig(epochs=1, batch_size=64), seed=0, device=torch.device("cpu"))
-    points = run_sweep(sweep, PruneConfig(), "first_k", [0.0, 0.5])
+    points = run_sweep(sweep, configure(), "first_k", [0.0, 0.5])
     assert [p["sparsity_prunable"] for p in points] == [0.0, 0.5]
     assert all(set(p) <= report.POINT_KEYS for p in points)
     path = atomic.write_csv(tmp_path / "sweep.csv", points, report.POINT_COLUMNS)

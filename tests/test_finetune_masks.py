@@ -3,19 +3,20 @@
 import pytest
 import torch
 
-from prunelab import checkpoint
+from prunelab.pruning.options import configure
+from prunelab.train import checkpoint
 from prunelab.config import FinetuneConfig, PruneConfig
 from prunelab.pruning import METHODS, MaskMethod
 from prunelab.pruning.masks import make_permanent
 from prunelab.pruning.point import prune
-from prunelab.evaluation import evaluate
-from prunelab.training import fit
+from prunelab.train.evaluate import evaluate
+from prunelab.train.fit import fit
 
 MASK_METHODS = [m.name for m in METHODS.values() if isinstance(m, MaskMethod)]  # structural: test_models_structured
 
 
 def prune_masks(model, method, k):
-    pruned = prune(model, PruneConfig(method=method, sparsity=k), (1, 8, 8))
+    pruned = prune(model, configure(method=method, sparsity=k), (1, 8, 8))
     return pruned.layers, pruned.masks
 
 

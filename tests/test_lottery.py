@@ -8,14 +8,15 @@ import dataclasses
 import pytest
 import torch
 
+from prunelab.pruning.options import configure
 from prunelab.config import FinetuneConfig, PruneConfig, TrainConfig
 from prunelab.errors import ConfigError, PrunelabError
-from prunelab.lottery import RewindPoints, iterate, levels, plan, rewind_state
+from prunelab.pruning.imp import RewindPoints, iterate, levels, plan, rewind_state
 from prunelab.pruning import METHODS, prunable_layers
 from prunelab.pruning.masks import dense_masks
 from prunelab.pruning.rewind import parse_rewind, state_digest
-from prunelab.sweep import Sweep, run_sweep
-from prunelab.training import fit
+from prunelab.pipeline.sweep import Sweep, run_sweep
+from prunelab.train.fit import fit
 
 CPU = torch.device("cpu")
 TRAIN = TrainConfig(epochs=3, batch_size=64)
@@ -107,7 +108,7 @@ def test_epoch_n_replays_the_baseline_exactly_or_refuses(trained, tiny_data):
 
 def test_plan_refuses_an_unreachable_rewind_and_none_without_finetuning(trained, tiny_data):
     model, points = trained
-    iterative = PruneConfig(schedule="iterative", rewind="epoch:3")
+    iterative = configure(schedule="iterative", rewind="epoch:3")
     with pytest.raises(ConfigError, match=r"prune\.rewind = 'epoch:3'.*N < 3, the epochs the baseline trained"):
         plan(model, points.as_blob(), "b.pt", iterative, FinetuneConfig(epochs=1), tiny_data, CPU)
     with pytest.raises(ConfigError, match=r"prune\.rewind = 'none'.*sweep.finetune_epochs is 0"):
@@ -123,7 +124,7 @@ def test_plan_refuses_an_unreachable_rewind_and_none_without_finetuning(trained,
 
 def test_an_iterative_sweep_adds_an_imp_regime_at_every_point(trained, tiny_data):
     model, points = trained
-    cfg = PruneConfig(schedule="iterative", rewind="init")
+    cfg = configure(schedule="iterative", rewind="init")
     how = plan(model, points.as_blob(), "b.pt", cfg, None, tiny_data, CPU)
     how = dataclasses.replace(how, train=dataclasses.replace(how.train, epochs=1))
     sweep = Sweep(copy.deepcopy(model), tiny_data, FinetuneConfig(epochs=1), 0, CPU, iterative=how)

@@ -1,76 +1,84 @@
 """Method objects: what each registered method knows about itself, and where that knowledge lives."""
 
 import ast
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from prunelab.config import PruneConfig, SweepConfig
+from prunelab.config import MethodOptions, PruneConfig
 from prunelab.errors import ConfigError
 from prunelab.pruning import MASKS, METHODS, STRUCTURAL, MaskMethod
-from prunelab.pruning.point import point_config
+from prunelab.pruning.options import configure, point_config, sweep_config
+from prunelab.pruning.schedule import gradual
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", METHODS.names())
-def test_every_method_declares_a_kind_and_options_that_exist(name):
+def test_every_method_declares_a_kind_and_options_of_its_own(name):
     method = METHODS.get(name)
     assert method.name == name
-    assert method.kind(PruneConfig(method=name)) in (MASKS, STRUCTURAL)
-    fields = set(PruneConfig.__dataclass_fields__)
-    assert set(method.options) <= fields and set(method.exclusive) <= set(method.options)
+    assert method.kind(configure(method=name)) in (MASKS, STRUCTURAL)
+    own = set(method.option_keys())
+    assert issubclass(method.options, MethodOptions) and set(method.exclusive) <= own
+    assert not own & set(PruneConfig.__dataclass_fields__)  # an option never shadows a shared key
+    assert isinstance(configure(method=name).options, method.options)
     # a mask method is one whose default config keeps the architecture: it can follow a schedule
-    assert isinstance(method, MaskMethod) == (method.kind(PruneConfig(method=name)) == MASKS)
+    assert isinstance(method, MaskMethod) == (method.kind(configure(method=name)) == MASKS)
 
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_schedule_is_allowed_exactly_for_mask_results(name):
-    structural = METHODS.get(name).kind(PruneConfig(method=name)) == STRUCTURAL
+    structural = METHODS.get(name).kind(configure(method=name)) == STRUCTURAL
     if structural:
         with pytest.raises(ConfigError, match=r"prune\.schedule = 'polynomial'.*'oneshot' with method"):
-            PruneConfig(method=name, schedule="polynomial", sparsity=0.5)
+            configure(method=name, schedule="polynomial", sparsity=0.5)
     else:
-        assert PruneConfig(method=name, schedule="polynomial", sparsity=0.5).gradual is not None
+        assert gradual(configure(method=name, schedule="polynomial", sparsity=0.5)) is not None
 
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_options_only_another_method_reads_are_refused_naming_their_owners(name):
     method = METHODS.get(name)
-    bad = {"threshold": ({"threshold": 0.5, "sparsity": None}, "null"), "physical": ({"physical": True}, "false")}
-    for option, (values, default) in bad.items():
-        if option in method.options:
-            continue
-        owners = ", ".join(sorted(m.name for m in METHODS.values() if option in m.exclusive))
-        with pytest.raises(ConfigError, match=rf"prune\.{option} = .*{default} unless prune\.method is one of {owners}"):
-            PruneConfig(method=name, **values)
+    if not method.by_threshold:
+        owners = ", ".join(sorted(m.name for m in METHODS.values() if m.by_threshold))
+        with pytest.raises(ConfigError, match=rf"prune\.threshold = 0.5.*null unless prune\.method is one of {owners}"):
+            configure(method=name, threshold=0.5, sparsity=None)
+    own = set(method.option_keys())
+    for other in METHODS.values():
+        for option in set(other.exclusive) - own:
+            default = next(f.default for f in dataclasses.fields(other.options) if f.name == option)
+            with pytest.raises(ConfigError, match=rf"prune\.{option} = .* unless prune\.method is one of"):
+                configure(method=name, **{option: not default if isinstance(default, bool) else "other"})
 
 
-@pytest.mark.parametrize("study", [PruneConfig(), PruneConfig(method="unit", physical=True),
-                                   PruneConfig(method="filter", threshold=0.5, sparsity=None, norm="l1"),
-                                   PruneConfig(schedule="polynomial", sparsity=0.5, initial_sparsity=0.3)])
+@pytest.mark.parametrize("study", [configure(), configure(method="unit", physical=True),
+                                   configure(method="filter", threshold=0.5, sparsity=None, norm="l1"),
+                                   configure(schedule="polynomial", sparsity=0.5, initial_sparsity=0.3)])
 @pytest.mark.parametrize("name", METHODS.names())
 def test_a_sweep_point_is_the_study_config_for_one_method_at_one_k(study, name):
+    own = set(METHODS.get(name).option_keys())
+    given = {k: v for k, v in study.given.items() if k in own}
     gradual_structural = study.schedule != "oneshot" and METHODS.get(name).kind(
-        PruneConfig(method=name, physical=study.physical and "physical" in METHODS.get(name).options)) == STRUCTURAL
+        configure(method=name, **given)) == STRUCTURAL
     if gradual_structural:
         with pytest.raises(ConfigError, match=rf"prune\.schedule.*sweep\.methods includes '{name}'"):
             point_config(study, name, 0.25)
         return
     cfg = point_config(study, name, 0.25)
     assert (cfg.method, cfg.sparsity, cfg.threshold) == (name, 0.25, None)
-    assert cfg.initial_sparsity == min(study.initial_sparsity, 0.25) and cfg.norm == study.norm
-    for option in ("physical",):
-        expected = getattr(study, option) if option in METHODS.get(name).options else False
-        assert getattr(cfg, option) == expected
+    assert cfg.initial_sparsity == min(study.initial_sparsity, 0.25)
+    # the point's options are its method's own, as the study's section gives them; no other method's
+    assert cfg.options == METHODS.get(name).options(**given)
 
 
 def test_unit_is_structural_only_with_physical():
     unit = METHODS.get("unit")
-    assert unit.kind(PruneConfig(method="unit")) == MASKS
-    assert unit.kind(PruneConfig(method="unit", physical=True)) == STRUCTURAL
+    assert unit.kind(configure(method="unit")) == MASKS
+    assert unit.kind(configure(method="unit", physical=True)) == STRUCTURAL
 
 
 def test_nothing_outside_pruning_compares_a_method_name():
@@ -91,8 +99,8 @@ def test_nothing_outside_pruning_compares_a_method_name():
 
 def test_report_plotting_and_sweep_config_import_no_torch():
     """The plot stage needs only these: it must not pay torch's start-up."""
-    code = ("import sys; import prunelab.report, prunelab.plotting, prunelab.config as c; "
-            "c.SweepConfig(); c.PruneConfig(method='unit', physical=True); "
+    code = ("import sys; import prunelab.report.sweep, prunelab.report.figures, prunelab.pruning as p; "
+            "p.sweep_config({}); p.configure(method='unit', physical=True); "
             "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -100,4 +108,4 @@ def test_report_plotting_and_sweep_config_import_no_torch():
 
 def test_sweep_config_lists_known_methods_when_one_is_unknown():
     with pytest.raises(ConfigError, match=r"sweep\.methods\[1\] = 'magnitude'.*'filter', 'random', 'unit', 'weight'"):
-        SweepConfig(methods=("weight", "magnitude"))
+        sweep_config({"sweep": {"methods": ["weight", "magnitude"]}})

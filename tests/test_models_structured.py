@@ -9,7 +9,8 @@ import functools
 import pytest
 import torch
 
-from prunelab import checkpoint
+from prunelab.pruning.options import configure
+from prunelab.train import checkpoint
 from prunelab.config import ModelConfig, PruneConfig
 from prunelab.errors import ConfigError
 from prunelab.measure.parameters import count_params
@@ -38,11 +39,11 @@ def build(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
 def applicable(name: str) -> list[str]:
     """The methods that would prune something in this model (asked of each method)."""
     model, _ = build(name)
-    return [m.name for m in METHODS.values() if m.why_not(model, PruneConfig(method=m.name)) is None]
+    return [m.name for m in METHODS.values() if m.why_not(model, configure(method=m.name)) is None]
 
 
 def prune_point(model, method, k, shape, physical=False):
-    pruned = prune(model, PruneConfig(method=method, sparsity=k, physical=physical), shape)
+    pruned = prune(model, configure(method=method, sparsity=k, physical=physical), shape)
     return pruned.layers, pruned.masks, pruned.structure
 
 
@@ -65,7 +66,7 @@ def test_method_prunes_and_model_still_runs_with_classifier_intact(name, method)
     make_permanent(model)
     assert model(x).shape == (2, CLASSES)
     assert model.get_submodule(classifier).out_features == CLASSES
-    if METHODS.get(method).kind(PruneConfig(method=method)) == STRUCTURAL:
+    if METHODS.get(method).kind(configure(method=method)) == STRUCTURAL:
         assert count_params(model) < before and structure["params_after"] == count_params(model)
         assert structure["filters_removed_fraction"] == pytest.approx(0.5, abs=0.02)
         assert structure["param_reduction"] == pytest.approx(1 - count_params(model) / before)
@@ -209,7 +210,7 @@ def test_physical_unit_pruning_computes_what_the_masks_compute():
 ])
 def test_a_method_that_would_prune_nothing_is_refused_by_name(name, method, physical, reason):
     model, shape = build(name)
-    cfg = PruneConfig(method=method, physical=physical)
+    cfg = configure(method=method, physical=physical)
     with pytest.raises(ConfigError, match=rf"prune\.method = '{method}'.*{reason}"):
         METHODS.get(method).check_model(model, name, cfg)
     with pytest.raises(ConfigError, match=reason):  # and pruning it directly too, by the same check
@@ -219,4 +220,4 @@ def test_a_method_that_would_prune_nothing_is_refused_by_name(name, method, phys
 def test_refusal_lists_the_methods_that_do_apply():
     model, _ = build("mlp")
     with pytest.raises(ConfigError, match=r"allowed: random, unit, weight or weight_global: model 'mlp' has no convolution"):
-        METHODS.get("filter").check_model(model, "mlp", PruneConfig(method="filter"))
+        METHODS.get("filter").check_model(model, "mlp", configure(method="filter"))

@@ -2,7 +2,7 @@ import pytest
 
 from prunelab import atomic
 from prunelab.errors import PrunelabError
-from prunelab.report import curves, holds_until, load_sweep, mean_std, summary
+from prunelab.report.sweep import curves, holds_until, load_sweep, mean_std, summary
 
 POINTS = [
     {"sparsity": 0.0, "nonzero_params": 1000, "oneshot_test_accuracy": 0.95, "oneshot_test_loss": 0.2,

@@ -5,21 +5,23 @@ import dataclasses
 import pytest
 import torch
 
+from prunelab.pruning.options import configure
 from prunelab.config import FinetuneConfig, PruneConfig, TrainConfig
 from prunelab.errors import ConfigError
 from prunelab.pruning import METHODS, MaskMethod
 from prunelab.pruning.gradual import GradualPruner
 from prunelab.pruning.masks import make_permanent
-from prunelab.pruning.point import point_config, prune
-from prunelab.pruning.schedule import Polynomial, event_steps, polynomial_sparsity
-from prunelab.sweep import Sweep, run_point
-from prunelab.training import fit
+from prunelab.pruning.options import point_config
+from prunelab.pruning.point import prune
+from prunelab.pruning.schedule import Polynomial, event_steps, gradual, polynomial_sparsity
+from prunelab.pipeline.sweep import Sweep, run_point
+from prunelab.train.fit import fit
 
 MASK_METHODS = [m.name for m in METHODS.values() if isinstance(m, MaskMethod)]
 
 
 def dense_layers(model, method="weight"):
-    return prune(model, PruneConfig(method=method, sparsity=0.0), (1, 8, 8)).layers
+    return prune(model, configure(method=method, sparsity=0.0), (1, 8, 8)).layers
 
 
 def test_polynomial_starts_ends_and_is_cubic():
@@ -92,7 +94,7 @@ def test_structural_methods_cannot_be_gradual():
     with pytest.raises(TypeError, match="physically"):
         GradualPruner(METHODS.get("filter"), {}, Polynomial(0.0, 0.5))
     with pytest.raises(ConfigError, match=r"prune\.schedule.*prune\.physical: true.*masks of random, unit, weight"):
-        PruneConfig(method="unit", physical=True, schedule="polynomial", sparsity=0.5)
+        configure(method="unit", physical=True, schedule="polynomial", sparsity=0.5)
 
 
 @pytest.mark.parametrize(("changes", "key"), [
@@ -105,23 +107,23 @@ def test_structural_methods_cannot_be_gradual():
 ])
 def test_bad_schedule_params_name_the_key(changes, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
-        PruneConfig(**{"schedule": "polynomial", "sparsity": 0.5, **changes})
+        configure(**{"schedule": "polynomial", "sparsity": 0.5, **changes})
 
 
 def test_config_builds_the_plan():
-    cfg = PruneConfig(schedule="polynomial", sparsity=0.5, initial_sparsity=0.1, ramp=0.25, steps=3)
-    assert dataclasses.asdict(cfg.gradual) == {"initial": 0.1, "final": 0.5, "ramp": 0.25, "steps": 3, "power": 3.0}
-    assert PruneConfig().gradual is None
+    cfg = configure(schedule="polynomial", sparsity=0.5, initial_sparsity=0.1, ramp=0.25, steps=3)
+    assert dataclasses.asdict(gradual(cfg)) == {"initial": 0.1, "final": 0.5, "ramp": 0.25, "steps": 3, "power": 3.0}
+    assert gradual(configure()) is None
     assert cfg.label == "0.1→0.5 polynomial"
 
 
 def test_sweep_point_reports_one_shot_and_reaches_k_gradually(tiny_model, tiny_data):
     before = {k: v.clone() for k, v in tiny_model.state_dict().items()}
     cfg = FinetuneConfig(epochs=2, batch_size=32, lr=0.01, patience=1)
-    study = PruneConfig(schedule="polynomial", sparsity=0.5, ramp=0.5, steps=4)  # the sweep sets k per point
+    study = configure(schedule="polynomial", sparsity=0.5, ramp=0.5, steps=4)  # the sweep sets k per point
     cpu = torch.device("cpu")
     gradual, result = run_point(Sweep(tiny_model, tiny_data, cfg, 0, cpu), point_config(study, "weight", 0.8))
-    oneshot, _ = run_point(Sweep(tiny_model, tiny_data, None, 0, cpu), point_config(PruneConfig(), "weight", 0.8))
+    oneshot, _ = run_point(Sweep(tiny_model, tiny_data, None, 0, cpu), point_config(configure(), "weight", 0.8))
     assert gradual["sparsity_prunable"] == pytest.approx(0.8, abs=1e-3)
     assert gradual["oneshot_test_accuracy"] == oneshot["oneshot_test_accuracy"]  # one-shot is still measured at k
     assert [r["sparsity"] for r in result.history][-1] == 0.8

@@ -5,10 +5,11 @@ import torch
 
 from pathlib import Path
 
-from prunelab import config, paths, studies
-from prunelab.models import MODELS, check_input_size
-from prunelab.pruning import METHODS
-from prunelab.pruning.point import point_config
+from prunelab import config, paths
+from prunelab.pipeline import studies
+from prunelab.data import data_config
+from prunelab.models import MODELS, check_input_size, model_config
+from prunelab.pruning import METHODS, point_config, prune_config, sweep_config
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -24,10 +25,8 @@ def test_study_command_is_in_the_readme(name):
 @pytest.mark.parametrize("name", studies.STUDIES)
 def test_study_params_are_valid_and_its_model_fits_its_data(name):
     params = studies.apply(config.load_params(ROOT / paths.PARAMS), studies.STUDIES[name].overrides)
-    data = config.section(params, config.DataConfig)
-    model_cfg = config.section(params, config.ModelConfig)
-    prune_cfg = config.section(params, config.PruneConfig)
-    sweep_cfg = config.section(params, config.SweepConfig)
+    data, model_cfg = data_config(params), model_config(params)
+    prune_cfg, sweep_cfg = prune_config(params), sweep_config(params)
     for cls in (config.TrainConfig, config.FinetuneConfig):
         config.section(params, cls)
     shape, classes = DATASETS[data.name]

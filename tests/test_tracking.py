@@ -2,7 +2,8 @@
 
 import pytest
 
-from prunelab import paths, tracking
+from prunelab import paths
+from prunelab import track
 
 
 @pytest.fixture
@@ -12,7 +13,7 @@ def store(tmp_path, monkeypatch):
     monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
     from mlflow.tracking import MlflowClient
 
-    yield tmp_path, lambda: MlflowClient(tracking.tracking_uri())
+    yield tmp_path, lambda: MlflowClient(track.tracking_uri())
 
 
 def runs(client):
@@ -23,7 +24,7 @@ def runs(client):
 def test_store_lives_in_the_main_repo_named_by_dvc_root(store):
     root, _ = store
     assert paths.mlruns_dir() == root / "mlruns"
-    assert tracking.tracking_uri() == f"sqlite:///{root}/mlruns/mlflow.db"
+    assert track.tracking_uri() == f"sqlite:///{root}/mlruns/mlflow.db"
 
 
 def test_run_logs_params_tags_history_and_artifacts(store):
@@ -31,11 +32,11 @@ def test_run_logs_params_tags_history_and_artifacts(store):
     artifact = root / "metrics.json"
     artifact.write_text("{}")
     history = [{"epoch": 1, "val_loss": 0.9}, {"epoch": 2, "val_loss": 0.5}]
-    with tracking.start_run("finetune", params={"finetune": {"lr": 0.01, "epochs": 2}},
-                            tags=tracking.run_tags("finetune", method="weight", sparsity=0.9)):
-        tracking.log_history(history)
-        tracking.log_metrics({"test_accuracy": 0.97})
-        tracking.log_artifacts([artifact])
+    with track.start_run("finetune", params={"finetune": {"lr": 0.01, "epochs": 2}},
+                            tags=track.run_tags("finetune", method="weight", sparsity=0.9)):
+        track.log_history(history)
+        track.log_metrics({"test_accuracy": 0.97})
+        track.log_artifacts([artifact])
     (run,) = runs(client())
     assert run.info.status == "FINISHED"
     assert run.data.params == {"finetune.lr": "0.01", "finetune.epochs": "2"}
@@ -52,7 +53,7 @@ def test_run_logs_params_tags_history_and_artifacts(store):
 def test_a_failing_stage_marks_its_run_failed(store):
     _, client = store
     with pytest.raises(RuntimeError):
-        with tracking.start_run("train_baseline", params={}, tags=tracking.run_tags("train_baseline")):
+        with track.start_run("train_baseline", params={}, tags=track.run_tags("train_baseline")):
             raise RuntimeError("boom")
     (run,) = runs(client())
     assert run.info.status == "FAILED"
@@ -60,11 +61,11 @@ def test_a_failing_stage_marks_its_run_failed(store):
 
 def test_nested_point_runs_belong_to_their_stage_run(store):
     _, client = store
-    with tracking.start_run("sweep weight", params={}, tags=tracking.run_tags("sweep")) as parent:
+    with track.start_run("sweep weight", params={}, tags=track.run_tags("sweep")) as parent:
         for k in (0.5, 0.9):
-            with tracking.start_run(f"sweep weight {k}", params={"sparsity": k},
-                                    tags=tracking.run_tags("sweep", sparsity=k), nested=True):
-                tracking.log_metrics({"oneshot_test_accuracy": 1 - k})
+            with track.start_run(f"sweep weight {k}", params={"sparsity": k},
+                                    tags=track.run_tags("sweep", sparsity=k), nested=True):
+                track.log_metrics({"oneshot_test_accuracy": 1 - k})
     found = runs(client())
     children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent]
     assert len(found) == 3 and len(children) == 2
@@ -74,8 +75,8 @@ def test_nested_point_runs_belong_to_their_stage_run(store):
 def test_an_interrupted_stage_marks_its_run_and_its_points_killed(store):
     _, client = store
     with pytest.raises(KeyboardInterrupt):
-        with tracking.start_run("sweep weight", params={}, tags=tracking.run_tags("sweep")):
-            with tracking.start_run("sweep weight 0.5", params={}, tags=tracking.run_tags("sweep"), nested=True):
+        with track.start_run("sweep weight", params={}, tags=track.run_tags("sweep")):
+            with track.start_run("sweep weight 0.5", params={}, tags=track.run_tags("sweep"), nested=True):
                 raise KeyboardInterrupt
     assert [r.info.status for r in runs(client())] == ["KILLED", "KILLED"]
 
@@ -86,16 +87,16 @@ def test_runs_record_their_owner_and_orphans_of_dead_processes_are_marked_killed
 
     _, client = store
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    with tracking.start_run("train_baseline", params={}, tags=tracking.run_tags("train_baseline")) as alive_id:
+    with track.start_run("train_baseline", params={}, tags=track.run_tags("train_baseline")) as alive_id:
         pass
-    experiment = tracking.init_store()
+    experiment = track.init_store()
     orphan = client().create_run(experiment, run_name="finetune",
-                                 tags={**tracking.process_tags(), tracking.PID_TAG: dead.stdout.strip()})
-    client().create_run(experiment, run_name="prune", tags=tracking.process_tags())  # this process: alive
+                                 tags={**track.process_tags(), track.PID_TAG: dead.stdout.strip()})
+    client().create_run(experiment, run_name="prune", tags=track.process_tags())  # this process: alive
     client().create_run(experiment, run_name="other host",  # not ours to judge
-                        tags={**tracking.process_tags(), tracking.HOST_TAG: "elsewhere", tracking.PID_TAG: "1"})
-    assert client().get_run(alive_id).data.tags[tracking.PID_TAG] == str(__import__("os").getpid())
-    assert tracking.reap_dead_runs(experiment) == [orphan.info.run_id]
+                        tags={**track.process_tags(), track.HOST_TAG: "elsewhere", track.PID_TAG: "1"})
+    assert client().get_run(alive_id).data.tags[track.PID_TAG] == str(__import__("os").getpid())
+    assert track.reap_dead_runs(experiment) == [orphan.info.run_id]
     status = {r.info.run_name: r.info.status for r in runs(client())}
     assert status == {"train_baseline": "FINISHED", "finetune": "KILLED", "prune": "RUNNING", "other host": "RUNNING"}
     assert f"marked 1 run(s) KILLED whose process (pid {dead.stdout.strip()}) is gone: finetune" in capsys.readouterr().err
@@ -114,7 +115,7 @@ def test_store_failures_are_one_line_saying_what_to_do(uri, error, expected):
     try:
         raise RuntimeError("outer wrapper") from error
     except RuntimeError as exc:
-        message = tracking.describe_failure(exc, uri)
+        message = track.describe_failure(exc, uri)
     assert message.startswith(expected) and "\n" not in message
 
 
@@ -127,7 +128,7 @@ def test_ctrl_c_during_a_store_call_is_delivered_after_it():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
-            with tracking._signals_held():
+            with track.runs._signals_held():
                 os.kill(os.getpid(), signal.SIGINT)  # arrives "inside the database write"
                 reached_the_end = True
         assert reached_the_end  # the write finished; the interrupt came right after it

@@ -3,17 +3,17 @@ import copy
 import pytest
 import torch
 
-from prunelab import training
+from prunelab.train import fit
 from prunelab.config import FinetuneConfig, TrainConfig
 from prunelab.models import build_for
-from prunelab.reproducibility import seed_everything
+from prunelab.seeding import seed_everything
 
 CPU = torch.device("cpu")
 
 
 def test_fit_learns_and_records_every_epoch(tiny_model, tiny_data):
-    before = training.evaluate(tiny_model, tiny_data.val)
-    result = training.fit(tiny_model, tiny_data, TrainConfig(epochs=4, batch_size=32), seed=0, device=CPU, leave=False)
+    before = fit.evaluate(tiny_model, tiny_data.val)
+    result = fit.fit(tiny_model, tiny_data, TrainConfig(epochs=4, batch_size=32), seed=0, device=CPU, leave=False)
     assert [r["epoch"] for r in result.history] == [1, 2, 3, 4]
     for record in result.history:
         assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "epoch_time"} <= set(record)
@@ -26,9 +26,9 @@ def test_same_seed_same_result(tiny_model_cfg, tiny_data):
     def run():
         seed_everything(3)
         model = build_for(tiny_model_cfg, tiny_data)
-        hist = training.fit(model, tiny_data, TrainConfig(epochs=2, batch_size=32), seed=3, device=CPU,
+        hist = fit.fit(model, tiny_data, TrainConfig(epochs=2, batch_size=32), seed=3, device=CPU,
                             leave=False).history
-        return [{k: v for k, v in r.items() if k not in training.TIMING_COLUMNS} for r in hist], model.state_dict()
+        return [{k: v for k, v in r.items() if k not in fit.TIMING_COLUMNS} for r in hist], model.state_dict()
 
     (h1, s1), (h2, s2) = run(), run()
     assert h1 == h2
@@ -37,11 +37,11 @@ def test_same_seed_same_result(tiny_model_cfg, tiny_data):
 
 def test_early_stopping_stops_on_patience_and_restores_best_epoch(tiny_model, tiny_data, monkeypatch):
     scripted_val_losses = iter([1.0, 0.5, 0.7, 0.6, 0.9, 0.1])
-    real_evaluate = training.evaluate
-    monkeypatch.setattr(training, "evaluate",
+    real_evaluate = fit.evaluate
+    monkeypatch.setattr(fit, "evaluate",
                         lambda *a, **k: {**real_evaluate(*a, **k), "loss": next(scripted_val_losses)})
     snapshots = {}
-    result = training.fit(tiny_model, tiny_data, FinetuneConfig(epochs=6, batch_size=64, patience=2), seed=0,
+    result = fit.fit(tiny_model, tiny_data, FinetuneConfig(epochs=6, batch_size=64, patience=2), seed=0,
                           device=CPU, leave=False,
                           on_epoch=lambda r: snapshots.update({r["epoch"]: copy.deepcopy(tiny_model.state_dict())}))
     assert len(result.history) == 4 and result.stopped_early  # epochs 3 and 4 did not beat epoch 2
@@ -53,9 +53,9 @@ def test_early_stopping_stops_on_patience_and_restores_best_epoch(tiny_model, ti
 
 def test_min_delta_requires_a_real_improvement(tiny_model, tiny_data, monkeypatch):
     losses = iter([1.0, 0.999, 0.998, 0.5])
-    real_evaluate = training.evaluate
-    monkeypatch.setattr(training, "evaluate", lambda *a, **k: {**real_evaluate(*a, **k), "loss": next(losses)})
-    result = training.fit(tiny_model, tiny_data, FinetuneConfig(epochs=4, batch_size=64, patience=2, min_delta=0.01),
+    real_evaluate = fit.evaluate
+    monkeypatch.setattr(fit, "evaluate", lambda *a, **k: {**real_evaluate(*a, **k), "loss": next(losses)})
+    result = fit.fit(tiny_model, tiny_data, FinetuneConfig(epochs=4, batch_size=64, patience=2, min_delta=0.01),
                           seed=0, device=CPU, leave=False)
     assert result.stopped_early and result.best_epoch == 1 and len(result.history) == 3
 
@@ -69,7 +69,7 @@ def test_evaluate_counts_loss_and_accuracy(tiny_data):
             logits[n // 2:] = 0.0
             return logits
 
-    out = training.evaluate(Oracle(), tiny_data.test, batch_size=1024)
+    out = fit.evaluate(Oracle(), tiny_data.test, batch_size=1024)
     labels = tiny_data.test.labels
     half = len(labels) // 2  # all-zero logits predict class 0
     assert out["accuracy"] == (half + int((labels[half:] == 0).sum())) / len(labels)
@@ -82,5 +82,5 @@ def test_cuda_requested_without_a_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(Exception, match="train.device = 'cuda'"):
-        training.resolve_device("cuda")
-    assert training.resolve_device("auto") == CPU
+        fit.resolve_device("cuda")
+    assert fit.resolve_device("auto") == CPU

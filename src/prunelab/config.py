@@ -3,11 +3,18 @@
 Each section is a frozen dataclass; the comment beside a default says why it is the
 default. A bad value raises ConfigError naming the key, the value and what is allowed,
 before a stage does any work. A stage loads only the sections it declares in dvc.yaml.
+
+This module sits at the bottom of the import graph: it imports no plug-in. Names that
+plug-ins register (data.name, model.name, prune.method, sweep.methods) are checked by the
+plug-in packages' own loaders (``data.data_config``, ``models.model_config``,
+``pruning.prune_config``, ``pruning.sweep_config``), and each pruning method owns its
+options as a ``MethodOptions`` subclass beside it, as open_lth's strategies own theirs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +24,15 @@ import yaml
 
 from prunelab import paths
 from prunelab.errors import ConfigError
-from prunelab.validate import (  # noqa: F401  (stages call them as config.check_*)
-    check_bool, check_choice, check_float, check_fraction_open, check_int, check_sparsity, check_unique_list,
+from prunelab.validate import (
+    check_bool, check_choice, check_float, check_fraction_open, check_int, check_name, check_sparsity,
+    check_unique_list,
 )
+
+__all__ = ["ConfigError", "DataConfig", "FinetuneConfig", "MethodOptions", "ModelConfig", "OptimConfig",
+           "PruneConfig", "Rewind", "SweepConfig", "TrainConfig", "check_bool", "check_choice", "check_float",
+           "check_fraction_open", "check_int", "check_name", "check_sparsity", "check_unique_list", "load_params",
+           "parse_rewind", "section", "seed"]
 
 # R1's sparsity grid (k as a fraction).
 R1_SPARSITIES = (0.0, 0.25, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.925, 0.95, 0.975, 0.99)
@@ -56,19 +69,9 @@ class DataConfig(Section):
     augment: bool = False  # random crop + horizontal flip of training batches (off: R1/R2 train without)
 
     def __post_init__(self) -> None:
-        from prunelab.data import DATASETS, EMBEDDED, NEEDS_ROOT
-
-        check_choice(self.key("name"), self.name, DATASETS.names())
+        check_name(self.key("name"), self.name)  # which names exist: data.data_config asks the registry
         if self.root is not None and (not isinstance(self.root, str) or not self.root.strip()):
             raise ConfigError(self.key("root"), self.root, "a folder path, or null to download")
-        if self.root is not None and self.name in EMBEDDED:
-            raise ConfigError(self.key("root"), self.root,
-                              f"null with data.name {self.name!r}: it ships inside {EMBEDDED[self.name]} "
-                              "and reads no files (a folder of your own files is data.name: imagefolder, "
-                              "or mnist / fashion-mnist / cifar10 / realwaste in their published form)")
-        if self.root is None and self.name in NEEDS_ROOT:
-            raise ConfigError(self.key("root"), self.root,
-                              f"a folder of class sub-folders of images (data.name is {self.name!r})")
         check_int(self.key("image_size"), self.image_size, minimum=IMAGE_SIZES[0])
         if self.image_size > IMAGE_SIZES[1]:
             raise ConfigError(self.key("image_size"), self.image_size, f"an integer from {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]}")
@@ -91,9 +94,7 @@ class ModelConfig(Section):
     pretrained: bool = False  # vgg16/vgg16_bn/resnet101: torchvision's ImageNet weights (needs the internet once)
 
     def __post_init__(self) -> None:
-        from prunelab.models import MODELS
-
-        check_choice(self.key("name"), self.name, MODELS.names())
+        check_name(self.key("name"), self.name)  # which names exist: models.model_config asks the registry
         if not isinstance(self.hidden, list | tuple) or not self.hidden:
             raise ConfigError(self.key("hidden"), self.hidden, "a non-empty list of layer widths")
         self._set("hidden", tuple(check_int(f"{self.key('hidden')}[{i}]", w) for i, w in enumerate(self.hidden)))
@@ -144,33 +145,67 @@ class TrainConfig(OptimConfig):
         check_choice(self.key("device"), self.device, DEVICES)
 
 
-NORMS = ("l1", "l2")
+SCHEDULES = ("oneshot", "polynomial", "iterative")  # iterative: IMP (pruning/imp.py)
+REWIND_FORMS = "'init', 'epoch:N' (N >= 0 epochs of the baseline's training) or 'none'"
+
+
+@dataclass(frozen=True)
+class Rewind:
+    """prune.rewind, parsed: where IMP's surviving weights restart each level."""
+
+    epoch: int | None  # epochs of baseline training to rewind to (0 = init); None: do not rewind
+
+    @property
+    def label(self) -> str:
+        return "none" if self.epoch is None else "init" if self.epoch == 0 else f"epoch:{self.epoch}"
+
+
+def parse_rewind(key: str, value: object) -> Rewind:
+    if value == "init":
+        return Rewind(0)
+    if value == "none":
+        return Rewind(None)
+    match = re.fullmatch(r"epoch:(\d+)", value) if isinstance(value, str) else None
+    if match is None:
+        raise ConfigError(key, value, REWIND_FORMS)
+    return Rewind(int(match.group(1)))
+
+
+@dataclass(frozen=True)
+class MethodOptions(Section):
+    """A pruning method's own prune.* keys: each method subclasses it beside its code (none by default)."""
+
+    SECTION: ClassVar[str] = "prune"
 
 
 @dataclass(frozen=True)
 class PruneConfig(Section):
+    """The prune section: what every method shares, plus ``options``, the chosen method's own keys.
+
+    Build it with ``pruning.prune_config`` (or ``pruning.configure``), which picks the
+    method's options class and cross-checks the method against the rest.
+    """
+
     SECTION: ClassVar[str] = "prune"
     method: str = "weight"  # R1's weight (magnitude) pruning
     sparsity: float | None = 0.8  # R1: where weight pruning still holds; try -S prune.sparsity=0.9 next
-    threshold: float | None = None  # filter only: remove filters with norm under this (R2: 0.5) instead of a fraction
-    norm: str = "l2"  # filter only: rank filters by L1 or L2 norm (R2: l2)
-    include_classifier: bool = False  # the final layer stays dense (design.md section 4)
-    physical: bool = False  # unit only: remove the pruned neurons (a smaller network) instead of zeroing them
+    threshold: float | None = None  # instead of a fraction, a norm under which structures go (filter; R2: 0.5)
+    include_classifier: bool = False  # the final layer stays dense (docs/pruning.md)
     schedule: str = "oneshot"  # R1 prunes once; 'polynomial' gradually during fine-tuning (R2); 'iterative': IMP
     initial_sparsity: float = 0.0  # polynomial: the sparsity fine-tuning starts from (R2: 0)
     ramp: float = 0.5  # polynomial: fraction of fine-tuning over which sparsity rises; the rest recovers
     steps: int = 10  # polynomial: how often masks are recomputed during the ramp
     power: float = 3.0  # polynomial: Zhu & Gupta's cubic, also TF Model Optimization's default
     rewind: str = "init"  # iterative: where survivors restart each level (Frankle & Carbin 2019: init)
-    # not a params key: the replicate's seed (sweep.seeds, or seed), which a random method draws from
+    # not params keys: the replicate's seed (sweep.seeds, or seed), which a random method draws from;
+    # the method's own options; and every method's options as params.yaml gives them (a sweep point
+    # of another method takes its own from there)
     seed: int = dataclasses.field(default=0, metadata={"param": False})
+    options: MethodOptions = dataclasses.field(default_factory=MethodOptions, metadata={"param": False})
+    given: Mapping[str, Any] = dataclasses.field(default_factory=dict, metadata={"param": False}, compare=False)
 
     def __post_init__(self) -> None:
-        from prunelab.pruning import METHODS
-        from prunelab.pruning.rewind import parse_rewind
-        from prunelab.pruning.schedule import SCHEDULES
-
-        check_choice(self.key("method"), self.method, METHODS.names())
+        check_name(self.key("method"), self.method)  # which names exist: pruning.prune_config asks the registry
         if self.threshold is not None:
             if self.sparsity is not None:
                 raise ConfigError(self.key("threshold"), self.threshold,
@@ -180,9 +215,7 @@ class PruneConfig(Section):
             if self.sparsity is None:
                 raise ConfigError(self.key("sparsity"), None, "a fraction k with 0 <= k < 1, or prune.threshold set")
             self._set("sparsity", check_sparsity(self.key("sparsity"), self.sparsity))
-        check_choice(self.key("norm"), self.norm, NORMS)
         check_bool(self.key("include_classifier"), self.include_classifier)
-        check_bool(self.key("physical"), self.physical)
         check_choice(self.key("schedule"), self.schedule, SCHEDULES)
         self._set("initial_sparsity", check_sparsity(self.key("initial_sparsity"), self.initial_sparsity))
         self._set("ramp", check_float(self.key("ramp"), self.ramp))
@@ -196,20 +229,12 @@ class PruneConfig(Section):
                               f"'init' unless prune.schedule is 'iterative' (it is {self.schedule!r}: "
                               "only iterative pruning rewinds)")
         check_int(self.key("seed"), self.seed, minimum=0)
-        # which options and schedules go with which method: the method object knows
-        METHODS.get(self.method).check_config(self)
-        if self.schedule == "polynomial" and self.initial_sparsity > self.sparsity:
+        if self.schedule == "polynomial" and self.sparsity is not None and self.initial_sparsity > self.sparsity:
             raise ConfigError(self.key("initial_sparsity"), self.initial_sparsity,
                               f"at most prune.sparsity ({self.sparsity}): the schedule only adds zeros")
 
-    @property
-    def gradual(self):
-        """The polynomial schedule towards ``sparsity`` (None for one-shot pruning)."""
-        from prunelab.pruning.schedule import Polynomial
-
-        if self.schedule != "polynomial":
-            return None
-        return Polynomial(self.initial_sparsity, self.sparsity, self.ramp, self.steps, self.power)
+    def as_dict(self) -> dict[str, Any]:
+        return super().as_dict() | self.options.as_dict()
 
     @property
     def start(self) -> PruneConfig:
@@ -266,11 +291,8 @@ class SweepConfig(Section):
     tolerance: float = 0.01  # "accuracy holds" = within 1 point of the dense baseline (summary only)
 
     def __post_init__(self) -> None:
-        from prunelab.pruning import METHODS
-
-        names = METHODS.names()
-        self._set("methods", check_unique_list(
-            self.key("methods"), self.methods, lambda k, v: check_choice(k, v, names)))
+        # which names exist: pruning.sweep_config asks the registry
+        self._set("methods", check_unique_list(self.key("methods"), self.methods, check_name))
         self._set("seeds", check_unique_list(self.key("seeds"), self.seeds, lambda k, v: check_int(k, v, minimum=0)))
         self._set("sparsities", check_unique_list(self.key("sparsities"), self.sparsities, check_sparsity))
         check_int(self.key("finetune_epochs"), self.finetune_epochs, minimum=0)

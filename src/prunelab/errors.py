@@ -1,7 +1,7 @@
 """The one exception type a user can fix by changing their input.
 
 Stages catch it at the top level and print its message without a traceback (see
-``prunelab.stage``); anything else is a bug and keeps its traceback.
+``prunelab.pipeline.runner``); anything else is a bug and keeps its traceback.
 """
 
 

@@ -51,6 +51,13 @@ def check_choice(key: str, value: object, choices: Sequence[str]) -> str:
     return value
 
 
+def check_name(key: str, value: object) -> str:
+    """A plug-in's name, before its registry is asked whether it exists."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, value, "a name (a non-empty string)")
+    return value
+
+
 def check_unique_list(key: str, value: object, item_check) -> tuple:
     if not isinstance(value, list | tuple) or not value:
         raise ConfigError(key, value, "a non-empty list")

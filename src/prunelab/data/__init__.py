@@ -4,7 +4,12 @@ A loader is ``load(cfg: DataConfig, seed: int) -> DataSpec``. Register a new one
 import line below.
 """
 
+from collections.abc import Mapping
+from typing import Any
+
+from prunelab.config import DataConfig, check_choice, section
 from prunelab.data.spec import DataSpec, load_prepared, save_prepared
+from prunelab.errors import ConfigError
 from prunelab.registry import Registry
 
 DATASETS: Registry = Registry("dataset")
@@ -20,7 +25,22 @@ from prunelab.data import realwaste as _realwaste  # noqa: E402,F401  (registers
 
 
 
-def origin(cfg) -> str:
+def data_config(params: Mapping[str, Any]) -> DataConfig:
+    """The data section of ``params``, validated, its name checked against the registered datasets."""
+    cfg = section(params, DataConfig)
+    check_choice(cfg.key("name"), cfg.name, DATASETS.names())
+    if cfg.root is not None and cfg.name in EMBEDDED:
+        raise ConfigError(cfg.key("root"), cfg.root,
+                          f"null with data.name {cfg.name!r}: it ships inside {EMBEDDED[cfg.name]} "
+                          "and reads no files (a folder of your own files is data.name: imagefolder, "
+                          "or mnist / fashion-mnist / cifar10 / realwaste in their published form)")
+    if cfg.root is None and cfg.name in NEEDS_ROOT:
+        raise ConfigError(cfg.key("root"), cfg.root,
+                          f"a folder of class sub-folders of images (data.name is {cfg.name!r})")
+    return cfg
+
+
+def origin(cfg: DataConfig) -> str:
     """Where ``fetch_data`` reads the dataset from, in words, for its log."""
     if cfg.name in EMBEDDED:
         return f"{EMBEDDED[cfg.name]} (embedded: nothing is downloaded or read from disk)"
@@ -29,4 +49,5 @@ def origin(cfg) -> str:
     return f"data/downloads/{cfg.name}/ (downloaded once from its public mirrors, reused while it verifies)"
 
 
-__all__ = ["DATASETS", "EMBEDDED", "NEEDS_ROOT", "DataSpec", "load_prepared", "origin", "save_prepared"]
+__all__ = ["DATASETS", "EMBEDDED", "NEEDS_ROOT", "DataSpec", "data_config", "load_prepared", "origin",
+           "save_prepared"]

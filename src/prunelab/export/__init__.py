@@ -39,7 +39,7 @@ from torch import nn
 from torch.utils._pytree import tree_unflatten
 
 from prunelab import atomic
-from prunelab.evaluation import EVAL_BATCH
+from prunelab.train.evaluate import EVAL_BATCH
 from prunelab.export import integrity, pt2, sparse
 from prunelab.export.integrity import ExportError, refuse
 
@@ -204,13 +204,13 @@ def fastest(times: Mapping[str, float]) -> str:
 
 def default_timer(device: torch.device, rounds: int = 7, max_s: float = 1.0,
                   min_sample_s: float | None = None) -> Timer:
-    """Median seconds per call of each kernel, interleaved (``prunelab.timing.interleaved``).
+    """Median seconds per call of each kernel, interleaved (``prunelab.measure.timing.interleaved``).
 
     The pipeline's sweep, which exports every point, takes fewer and shorter samples
     (``quick_timer``); the 5 % margin a sparse kernel must win by (``SPARSE_WINS``) keeps
     noise from choosing it where it does not help.
     """
-    from prunelab.timing import MIN_SAMPLE_S, interleaved
+    from prunelab.measure.timing import MIN_SAMPLE_S, interleaved
 
     sample = MIN_SAMPLE_S if min_sample_s is None else min_sample_s
 
@@ -224,7 +224,7 @@ def default_timer(device: torch.device, rounds: int = 7, max_s: float = 1.0,
 
 def quick_timer(device: str | torch.device = "cpu") -> Timer:
     """``default_timer`` with 5 rounds of samples of at least 10 ms: about 0.2 s per layer and batch size."""
-    from prunelab.timing import device_of
+    from prunelab.measure.timing import device_of
 
     return default_timer(device_of(device), rounds=5, max_s=0.5, min_sample_s=0.01)
 
@@ -394,7 +394,7 @@ def load_export(path: str | Path, *, device: str | torch.device = "cpu",
     measured here for each of ``batch_sizes`` (other batch sizes take the nearest
     measured one), unless ``force`` names one or ``kernels`` gives them.
     """
-    from prunelab.timing import device_of
+    from prunelab.measure.timing import device_of
 
     target = device_of(device)
     path = Path(path)

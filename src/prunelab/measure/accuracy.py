@@ -11,7 +11,7 @@ from prunelab.measure.metric import METRICS, Column, Metric, Subject
 
 
 def scores_on_test(subject: Subject) -> dict[str, float]:
-    from prunelab.evaluation import evaluate
+    from prunelab.train.evaluate import evaluate
 
     scores = evaluate(subject.model, subject.split, subject.device)
     return {"test_accuracy": scores["accuracy"], "test_loss": scores["loss"]}

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from prunelab.measure.metric import METRICS, Column, Metric, Subject
-from prunelab.timing import MIN_SAMPLE_S, Timing, _sync, device_of, interleaved  # noqa: F401  (re-exported)
+from prunelab.measure.timing import MIN_SAMPLE_S, Timing, _sync, device_of, interleaved  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     import torch
@@ -224,8 +224,8 @@ def train_epoch_cost(model: nn.Module, split: Any, cfg: Any, *, device: Any = "c
     """
     import torch
 
-    from prunelab.reproducibility import generator
-    from prunelab.training import make_optimizer, train_epoch, training_tensors
+    from prunelab.seeding import generator
+    from prunelab.train.fit import make_optimizer, train_epoch, training_tensors
 
     dev = device_of(device)
     trained = copy.deepcopy(model).to(dev)
@@ -360,7 +360,7 @@ def _fit_epoch_s(fit: Any) -> float | None:
 def speed(subject: Subject, max_s: float = 5.0) -> dict[str, float]:
     import torch
 
-    from prunelab.evaluation import EVAL_BATCH
+    from prunelab.train.evaluate import EVAL_BATCH
 
     shape = _input_shape(subject)
     device = device_of(subject.device)

@@ -7,8 +7,12 @@ statistics. Register a new family with one import line below.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from torch import nn
 
+from prunelab.config import ModelConfig, check_choice, section
 from prunelab.models.common import Standardize
 from prunelab.registry import Registry
 
@@ -19,7 +23,14 @@ from prunelab.models import cnn as _cnn  # noqa: E402,F401  (registers mnist_cnn
 from prunelab.models import torchvision_models as _tv  # noqa: E402,F401  (registers vgg16, vgg16_bn, resnet101)
 
 
-def check_input_size(cfg, input_shape: tuple[int, int, int], num_classes: int) -> None:
+def model_config(params: Mapping[str, Any]) -> ModelConfig:
+    """The model section of ``params``, validated, its name checked against the registered models."""
+    cfg = section(params, ModelConfig)
+    check_choice(cfg.key("name"), cfg.name, MODELS.names())
+    return cfg
+
+
+def check_input_size(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> None:
     """Raise ConfigError if ``cfg.name`` cannot process ``input_shape``: a dry run on PyTorch's
     meta device (shapes only: no memory, no arithmetic, no weights downloaded)."""
     import dataclasses
@@ -44,7 +55,7 @@ def check_input_size(cfg, input_shape: tuple[int, int, int], num_classes: int) -
                           f"(the dataset gives {input_shape[1]}x{input_shape[2]})")
 
 
-def build_for(cfg, spec) -> nn.Module:
+def build_for(cfg: ModelConfig, spec) -> nn.Module:
     """Build ``cfg.name`` shaped for the dataset ``spec``, with its normalisation statistics set."""
     check_input_size(cfg, spec.input_shape, spec.num_classes)
     model = MODELS.get(cfg.name)(cfg, spec.input_shape, spec.num_classes)
@@ -55,4 +66,4 @@ def build_for(cfg, spec) -> nn.Module:
     return model
 
 
-__all__ = ["MODELS", "build_for"]
+__all__ = ["MODELS", "build_for", "check_input_size", "model_config"]

@@ -13,4 +13,7 @@ from prunelab.pruning import unit as _unit  # noqa: F401  (registers unit, and i
 from prunelab.pruning import filter as _filter  # noqa: F401  (registers filter)
 from prunelab.pruning import random as _random  # noqa: F401  (registers random, the control)
 
-__all__ = ["MASKS", "METHODS", "STRUCTURAL", "MaskMethod", "Method", "Pruned", "prunable_layers"]
+from prunelab.pruning.options import configure, point_config, prune_config, sweep_config  # noqa: E402
+
+__all__ = ["MASKS", "METHODS", "STRUCTURAL", "MaskMethod", "Method", "Pruned", "configure", "point_config",
+           "prunable_layers", "prune_config", "sweep_config"]

@@ -7,8 +7,10 @@ in ``structured.py``. Structures are removed once, so no gradual schedule.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prunelab.config import MethodOptions, check_choice
 from prunelab.pruning.method import METHODS, STRUCTURAL, Method, Pruned, structural
 
 if TYPE_CHECKING:
@@ -16,10 +18,21 @@ if TYPE_CHECKING:
 
 
 
+NORMS = ("l1", "l2")
+
+
+@dataclass(frozen=True)
+class FilterOptions(MethodOptions):
+    norm: str = "l2"  # rank filters by L1 or L2 norm (R2: l2)
+
+    def __post_init__(self) -> None:
+        check_choice(self.key("norm"), self.norm, NORMS)
+
+
 class Filter(Method):
     name = "filter"
-    options = ("norm", "threshold")
-    exclusive = ("threshold",)  # the sweep prunes by its sparsities; norm it reads whatever prune.method is
+    options = FilterOptions  # norm may stay set whatever prune.method is: the sweep's filter points read it
+    by_threshold = True  # R2 removes the filters under a norm threshold
 
     def kind(self, cfg) -> str:
         return STRUCTURAL
@@ -34,7 +47,7 @@ class Filter(Method):
 
         self.require(model, cfg)
         return structural(model, cfg, remove_filters(model, input_shape, sparsity=cfg.sparsity,
-                                                     threshold=cfg.threshold, norm=cfg.norm))
+                                                     threshold=cfg.threshold, norm=cfg.options.norm))
 
 
 METHODS.add(Filter())

@@ -3,11 +3,11 @@
 A method knows its kind for a given config (``MASKS``: weights are zeroed and stay in
 place; ``STRUCTURAL``: filters or units are removed and the network gets smaller),
 which models it applies to and why not, whether it can follow a gradual schedule (only
-masks can: structures are removed once), which ``prune.*`` options it reads, and how to
-prune. Everything outside this package asks the method; nothing compares its name.
+masks can: structures are removed once), its own ``prune.*`` options (a
+``config.MethodOptions`` subclass: ``cfg.options``), whether it prunes by a threshold,
+and how to prune. Everything outside this package asks the method; nothing compares its name.
 
-``cfg`` is always the prune section (``config.PruneConfig``), duck-typed: config imports
-pruning to validate, so pruning never imports config.
+``cfg`` is always the prune section, a ``config.PruneConfig`` built by ``options.prune_config``.
 
 Importing this module, and so the ``METHODS`` registry, imports no torch: config
 validation and the plot stage look methods up by name, and only pruning needs torch.
@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from prunelab.config import MethodOptions, PruneConfig
 from prunelab.errors import ConfigError
 from prunelab.registry import Registry
 
@@ -54,11 +55,24 @@ class Method:
     """A pruning method. Subclasses set ``name`` and implement ``prune``."""
 
     name: ClassVar[str]
-    # prune.* keys this method reads besides method, sparsity and include_classifier
-    options: ClassVar[tuple[str, ...]] = ()
+    # this method's own prune.* keys, with their defaults and checks (cfg.options is one)
+    options: ClassVar[type[MethodOptions]] = MethodOptions
     # of those, the keys that make no sense with any other prune.method (an error there);
-    # the others (norm) are also read by the sweep whatever prune.method is
+    # the others (norm) may stay set for the sweep's sake whatever prune.method is
     exclusive: ClassVar[tuple[str, ...]] = ()
+    by_threshold: ClassVar[bool] = False  # prune.threshold (a norm under which structures go) instead of k
+
+    @classmethod
+    def option_keys(cls) -> tuple[str, ...]:
+        """This method's own prune.* keys."""
+        return tuple(f.name for f in dataclasses.fields(cls.options))
+
+    def mine(self, cfg: PruneConfig) -> PruneConfig:
+        """``cfg`` as this method would read it: its own options, from the keys the section gives."""
+        if cfg.method == self.name:
+            return cfg
+        own = {k: v for k, v in cfg.given.items() if k in self.option_keys()}
+        return dataclasses.replace(cfg, method=self.name, options=self.options(**own))
 
     def kind(self, cfg) -> str:
         return MASKS
@@ -78,22 +92,16 @@ class Method:
         reason = self.why_not(model, cfg)
         if reason is None:
             return
-        others = [m.name for m in METHODS.values() if m.name != self.name and m.why_not(model, cfg) is None]
+        others = [m.name for m in METHODS.values() if m.name != self.name and m.why_not(model, m.mine(cfg)) is None]
         allowed = (", ".join(others[:-1]) + " or " + others[-1]) if len(others) > 1 else "".join(others) or "none"
         raise ConfigError(key, self.name, f"{allowed}: model {model_name!r} {reason}")
 
-    def check_config(self, cfg) -> None:
-        """Cross-checks of prune.* against this method: its options and its schedule."""
-        for other in METHODS.values():
-            for option in other.exclusive:
-                if option in self.options:
-                    continue
-                default = next(f.default for f in dataclasses.fields(cfg) if f.name == option)
-                value = getattr(cfg, option)
-                if value != default:
-                    owners = sorted(m.name for m in METHODS.values() if option in m.exclusive)
-                    raise ConfigError(f"prune.{option}", value,
-                                      f"{literal(default)} unless prune.method is one of {', '.join(owners)}")
+    def check_config(self, cfg: PruneConfig) -> None:
+        """Cross-checks of the prune section against this method: the amount and the schedule."""
+        if cfg.threshold is not None and not self.by_threshold:
+            owners = sorted(m.name for m in METHODS.values() if m.by_threshold)
+            raise ConfigError("prune.threshold", cfg.threshold,
+                              f"null unless prune.method is one of {', '.join(owners)}")
         if cfg.schedule != "oneshot" and self.kind(cfg) == STRUCTURAL:
             gradual = sorted(m.name for m in METHODS.values() if isinstance(m, MaskMethod))
             raise ConfigError("prune.schedule", cfg.schedule,

@@ -5,7 +5,7 @@
 - ``epoch:N``: the weights after N epochs of the baseline's training (Frankle et al. 2020);
 - ``none``: no rewinding; training goes on from the current weights (Han et al. 2015).
 
-Parsing is pure and imports no torch (config validation uses it). ``rewind`` copies a
+Parsing is config's (``config.parse_rewind``). ``rewind`` copies a
 saved state into a model and re-applies the masks: every surviving weight is exactly
 its saved value and every pruned one stays zero.
 """
@@ -13,40 +13,17 @@ its saved value and every pruned one stays zero.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prunelab.config import Rewind, parse_rewind
 from prunelab.errors import ConfigError
+
+__all__ = ["Rewind", "check_reachable", "parse_rewind", "rewind", "state_digest"]
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
-
-FORMS = "'init', 'epoch:N' (N >= 0 epochs of the baseline's training) or 'none'"
-_EPOCH = re.compile(r"epoch:(\d+)")
-
-
-@dataclass(frozen=True)
-class Rewind:
-    epoch: int | None  # epochs of baseline training to rewind to (0 = init); None: do not rewind
-
-    @property
-    def label(self) -> str:
-        return "none" if self.epoch is None else "init" if self.epoch == 0 else f"epoch:{self.epoch}"
-
-
-def parse_rewind(key: str, value: object) -> Rewind:
-    if value == "init":
-        return Rewind(0)
-    if value == "none":
-        return Rewind(None)
-    match = _EPOCH.fullmatch(value) if isinstance(value, str) else None
-    if match is None:
-        raise ConfigError(key, value, FORMS)
-    return Rewind(int(match.group(1)))
-
 
 def check_reachable(key: str, rewind: Rewind, baseline_epochs: int) -> None:
     """``epoch:N`` must leave the baseline's training something to redo: N < its epochs."""

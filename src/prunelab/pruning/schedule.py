@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-SCHEDULES = ("oneshot", "polynomial", "iterative")  # iterative: see lottery.py (IMP)
+if TYPE_CHECKING:
+    from prunelab.config import PruneConfig
+
 
 
 def polynomial_sparsity(step: int, ramp_steps: int, initial: float, final: float, power: float = 3.0) -> float:
@@ -34,6 +37,13 @@ def event_steps(ramp_steps: int, events: int) -> list[int]:
     """
     ramp_steps = max(ramp_steps, 1)
     return sorted({math.ceil(j * ramp_steps / events) for j in range(1, events + 1)})
+
+
+def gradual(cfg: PruneConfig) -> Polynomial | None:
+    """The polynomial schedule of a prune config towards its sparsity (None unless prune.schedule is polynomial)."""
+    if cfg.schedule != "polynomial":
+        return None
+    return Polynomial(cfg.initial_sparsity, cfg.sparsity, cfg.ramp, cfg.steps, cfg.power)
 
 
 @dataclass(frozen=True)

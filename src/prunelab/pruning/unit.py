@@ -12,8 +12,10 @@ method, so it cannot follow a gradual schedule.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from prunelab.config import MethodOptions, check_bool
 from prunelab.pruning.method import METHODS, STRUCTURAL, MaskMethod, Pruned, structural
 
 if TYPE_CHECKING:
@@ -22,23 +24,31 @@ if TYPE_CHECKING:
 
 
 
+@dataclass(frozen=True)
+class UnitOptions(MethodOptions):
+    physical: bool = False  # remove the pruned neurons (a smaller network) instead of zeroing them
+
+    def __post_init__(self) -> None:
+        check_bool(self.key("physical"), self.physical)
+
+
 class Unit(MaskMethod):
     name = "unit"
-    options = ("physical",)
+    options = UnitOptions
     exclusive = ("physical",)
 
     def kind(self, cfg) -> str:
-        return STRUCTURAL if cfg.physical else super().kind(cfg)
+        return STRUCTURAL if cfg.options.physical else super().kind(cfg)
 
     def describe(self, cfg) -> str:
-        return "prune.physical: true" if cfg.physical else super().describe(cfg)
+        return "prune.physical: true" if cfg.options.physical else super().describe(cfg)
 
     def why_not(self, model: nn.Module, cfg) -> str | None:
         from prunelab.pruning.layers import linear_layers, prunable_layers
         from prunelab.pruning.structured import hidden_linear_layers
 
         # physical removal never touches the classifier's outputs: they are the classes
-        layers = hidden_linear_layers(model) if cfg.physical else linear_layers(
+        layers = hidden_linear_layers(model) if cfg.options.physical else linear_layers(
             prunable_layers(model, cfg.include_classifier))
         if layers:
             return None
@@ -63,7 +73,7 @@ class Unit(MaskMethod):
         return out
 
     def prune(self, model: nn.Module, cfg, input_shape: tuple[int, ...]) -> Pruned:
-        if not cfg.physical:
+        if not cfg.options.physical:
             return super().prune(model, cfg, input_shape)
         from prunelab.pruning.structured import remove_units
 

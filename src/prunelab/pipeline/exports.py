@@ -93,7 +93,7 @@ def measure(model: Any, input_shape: tuple[int, ...], *, device: Any = "cpu", pr
     export, reference, dense_bytes, train, optim, fit, rounds).
     """
     from prunelab.measure import METRICS, Subject
-    from prunelab.timing import device_of
+    from prunelab.measure.timing import device_of
 
     device = device_of(device)  # the train.device error where it is not there
     model.to(device)  # models are moved in place, as training moves them
@@ -153,7 +153,7 @@ class SweepMeasure:
     def __call__(self, model: Any, masks: Mapping[str, Any], result: Any, point: Mapping[str, Any]) -> dict[str, Any]:
         import tempfile
 
-        from prunelab import checkpoint
+        from prunelab.train import checkpoint
 
         base = self.base
         with tempfile.TemporaryDirectory(prefix="prunelab-point-") as tmp:

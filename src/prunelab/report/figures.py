@@ -17,8 +17,8 @@ matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from prunelab import atomic  # noqa: E402
-from prunelab.report import REGIMES  # noqa: E402
+from prunelab import atomic# noqa: E402
+from prunelab.report.sweep import REGIMES  # noqa: E402
 
 STYLES = {"oneshot": ("-", "o"), "finetuned": ("--", "s"), "iterative": ("-.", "^")}  # line and marker per regime
 X_AXES = {  # x: which curves.csv column, its label

@@ -1,9 +1,9 @@
-"""One table across experiments, from the MLflow store: `uv run python -m prunelab.compare`.
+"""One table across experiments, from the MLflow store: `uv run python -m prunelab.track.compare`.
 
-    uv run python -m prunelab.compare                     # every DVC experiment, one row each
-    uv run python -m prunelab.compare r1 r2-mnist         # just these (names as `dvc exp show` lists them)
-    uv run python -m prunelab.compare --points            # one row per sweep point of each experiment
-    uv run python -m prunelab.compare --out reports/cmp   # writes reports/cmp.csv and reports/cmp.md
+    uv run python -m prunelab.track.compare                     # every DVC experiment, one row each
+    uv run python -m prunelab.track.compare r1 r2-mnist         # just these (names as `dvc exp show` lists them)
+    uv run python -m prunelab.track.compare --points            # one row per sweep point of each experiment
+    uv run python -m prunelab.track.compare --out reports/cmp   # writes reports/cmp.csv and reports/cmp.md
 
 A row is an experiment's latest finished run of the stage that holds its headline numbers
 (``evaluate``; with ``--points``, the sweep's point runs). ``workspace`` is a plain
@@ -43,7 +43,7 @@ POINT_COLUMNS = [
 
 
 def table(runs: pd.DataFrame | None, experiments: Sequence[str] = (), points: bool = False) -> pd.DataFrame:
-    """The comparison table from ``tracking.search_runs()``'s frame; errors say what exists and what to do."""
+    """The comparison table from ``track.search_runs()``'s frame; errors say what exists and what to do."""
     if runs is None or runs.empty or "tags.stage" not in runs:
         raise PrunelabError("the MLflow store has no prunelab runs yet: run `uv run dvc repro` "
                             "(or `uv run dvc exp run ...`) first")
@@ -88,16 +88,16 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m prunelab.compare", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m prunelab.track.compare", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiments", nargs="*", help="DVC experiment names (default: all); 'workspace' is dvc repro")
     parser.add_argument("--points", action="store_true", help="one row per sweep point instead of per experiment")
     parser.add_argument("--out", default="reports/compare", help="write OUT.csv and OUT.md (default: %(default)s)")
     args = parser.parse_args(argv)
 
-    from prunelab import tracking
+    from prunelab import track
 
-    frame = table(tracking.search_runs(), args.experiments, args.points)
+    frame = table(track.search_runs(), args.experiments, args.points)
     frame["finished"] = pd.to_datetime(frame["finished"]).dt.strftime("%Y-%m-%d %H:%M")
     with pd.option_context("display.max_columns", None, "display.width", 250, "display.float_format", "{:.4g}".format):
         print(frame.to_string(index=False))
@@ -108,6 +108,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from prunelab import stage
+    from prunelab.pipeline import runner as stage
 
     stage.run(main)

@@ -7,7 +7,7 @@ placeholder: it carries vega, vega-lite and vega-embed inline, so the page DVC w
 self-contained. The template is committed; rebuild it after upgrading the libraries:
 
     cd "$(mktemp -d)" && npm pack vega@5 vega-lite@5 vega-embed@6 && for f in *.tgz; do tar xzf "$f" && mv package "${f%.tgz}"; done
-    uv run python -m prunelab.offline_plots "$PWD"        # run from the repository root
+    uv run python -m prunelab.report.offline "$PWD"        # run from the repository root
 
 The versions are the major versions DVC's own templates are written for.
 """
@@ -33,7 +33,7 @@ HEAD = """<!DOCTYPE html>
     <meta charset="utf-8">
     <title>DVC plots (offline)</title>
     <!-- NOTICE. DVC's CDN script tags go where its default template has a scripts
-         placeholder; this one has none. Built by `python -m prunelab.offline_plots`. -->
+         placeholder; this one has none. Built by `python -m prunelab.report.offline`. -->
 """
 TAIL = """    <style>
         body { font-family: sans-serif; }
@@ -51,7 +51,7 @@ def package_folder(root: Path, name: str) -> Path:
     """The unpacked npm package ``name`` under ``root`` (``<name>-<version>``, as `npm pack` names it)."""
     found = sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(rf"{re.escape(name)}-\d[\w.]*", p.name))
     if not found:
-        raise PrunelabError(f"{root}: no unpacked {name}-<version>/ folder (see `python -m prunelab.offline_plots -h`)")
+        raise PrunelabError(f"{root}: no unpacked {name}-<version>/ folder (see `python -m prunelab.report.offline -h`)")
     return found[-1]
 
 
@@ -75,7 +75,7 @@ def build(root: Path) -> tuple[str, str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m prunelab.offline_plots", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m prunelab.report.offline", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("packages", type=Path, help="folder holding the unpacked vega, vega-lite, vega-embed")
     args = parser.parse_args()
@@ -86,6 +86,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from prunelab import stage
+    from prunelab.pipeline import runner as stage
 
     stage.run(main)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prunelab import atomic
+from prunelab import atomic, paths
 from prunelab.errors import PrunelabError
 from prunelab.measure import METRICS
 
@@ -68,6 +68,16 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     n = len(values)
     mean = sum(values) / n
     return mean, (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
+
+
+def baselines(seeds: Sequence[int]) -> dict[str, Any]:
+    """The dense baselines of ``seeds`` as one reference: mean and spread of their test numbers, export size."""
+    records = [atomic.read_json(paths.baseline_metrics(s)) for s in seeds]
+    dense: dict[str, Any] = {"test_accuracies": [b["test_accuracy"] for b in records]}
+    for key in ("test_accuracy", "test_loss"):
+        dense[key], dense[f"{key}_std"] = mean_std([b[key] for b in records])
+    dense["export_mib"] = mean_std([b["export_bytes"] for b in records])[0] / 2**20
+    return dense
 
 
 def by_sparsity(points: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, list[float]]]:

@@ -36,7 +36,7 @@ from prunelab.pruning.layers import prunable_layers
 from prunelab.pruning.masks import Masks, apply_masks, dense_masks
 from prunelab.pruning.method import MaskMethod, Pruned
 from prunelab.pruning.rewind import Rewind, rewind, state_digest
-from prunelab.training import FitResult, fit
+from prunelab.train.fit import FitResult, fit
 
 BLOB_KEYS = ("init", "rng_state", "epoch_digests", "train", "seed", "augment")
 

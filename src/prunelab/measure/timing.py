@@ -27,7 +27,7 @@ def device_of(name: Any) -> torch.device:
     """
     import torch
 
-    from prunelab.training import resolve_device
+    from prunelab.train.fit import resolve_device
 
     text = str(name)
     device = resolve_device("cuda" if text.startswith("cuda") else text)

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from prunelab import atomic
+from prunelab import atomic, paths
 from prunelab.errors import PrunelabError
-from prunelab.report import POINT_COLUMNS, POINT_IDENTITY, SPEED_COLUMNS, holds_until, mean_std
+from prunelab.report.sweep import POINT_COLUMNS, POINT_IDENTITY, SPEED_COLUMNS, holds_until, load_sweep, mean_std
 
 REGIMES = (("oneshot", "one-shot"), ("finetuned", "fine-tuned"))  # the regimes whose model was measured
 POINTS_COLUMNS = POINT_COLUMNS + [c for c in SPEED_COLUMNS if c not in POINT_IDENTITY]
@@ -48,6 +48,13 @@ def join(points: Sequence[Mapping[str, Any]], timings: Sequence[Mapping[str, Any
     if missing:
         raise PrunelabError(f"no timings for sweep points {missing[:3]}: run `dvc repro`")
     return [{**p, **{k: v for k, v in timed[key(p)].items() if k not in POINT_IDENTITY}} for p in points]
+
+
+def load(methods: Sequence[str], seeds: Sequence[int], sparsities: Sequence[float]) -> list[dict[str, Any]]:
+    """Every sweep point of ``methods`` and ``seeds`` joined with its timings, in params order."""
+    return [row for m in methods for s in seeds
+            for row in join(load_sweep(paths.sweep_result(m, s), m, sparsities, s),
+                            load_timings(paths.sweep_speed(m, s), m, s, sparsities))]
 
 
 def _mean(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[float | None, float]:

@@ -1,4 +1,4 @@
-"""Train and fine-tune loops on in-memory tensor datasets (evaluation: ``prunelab.evaluation``).
+"""Train and fine-tune loops on in-memory tensor datasets (evaluation: ``prunelab.train.evaluate``).
 
 Batches are sliced from tensors already on the device; there is no per-sample Python
 work. Images are scaled from uint8 to [0, 1] once per fit when the float copy is small
@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from prunelab.augment import crop_and_flip
+from prunelab.train.augment import crop_and_flip
 from prunelab.config import OptimConfig
 from prunelab.data.spec import DataSpec, Split
-from prunelab.evaluation import batches, evaluate, scaled, to_device
-from prunelab.reproducibility import generator
+from prunelab.train.evaluate import batches, evaluate, scaled, to_device
+from prunelab.seeding import generator
 
 # The per-epoch history as DVC files record it: the timings (epoch_time, data_time,
 # step_time) are left to MLflow because they differ from run to run and would break
@@ -110,7 +110,7 @@ def fit(model: nn.Module, data: DataSpec, cfg: OptimConfig, *, seed: int, device
 
     Each history record holds epoch, train/val loss and accuracy, and epoch_time,
     data_time and step_time (seconds). ``augment`` crops and flips training batches
-    (``prunelab.augment``) with draws from their own seeded generator. When the config
+    (``prunelab.train.augment``) with draws from their own seeded generator. When the config
     has ``early_stopping`` (patience, min_delta) the run stops after ``patience`` epochs
     without a validation loss lower than the best by more than ``min_delta``, and the
     best epoch's weights are restored.

@@ -24,9 +24,9 @@ def _terminate(signum, frame):  # noqa: ARG001
 
 def after_epoch(record: dict) -> None:
     """The per-epoch callback of a training stage: log the epoch to the active MLflow run."""
-    from prunelab import tracking
+    from prunelab import track
 
-    tracking.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
+    track.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=int(record["epoch"]))
 
 
 def run(main: Callable[[], None]) -> None:

@@ -1,11 +1,15 @@
-"""The sparsity sweep: prune the baseline at each k, evaluate one-shot, fine-tune, evaluate again.
+"""Stage sweep@<method>-<seed>: the seed's baseline pruned at every k, one-shot and fine-tuned.
+
+Each point prunes the baseline at k, evaluates one-shot, fine-tunes, evaluates again; a
+gradual schedule reaches each point gradually. Each point's final model is exported and
+measured: counts go in the point, timings in results/speed/.
 
 Every point starts from the same baseline weights, so points are independent and their
 order does not matter. A point is a ``PruneConfig`` (``pruning.point.point_config``);
 its results are a plain dict whose keys the report's schema declares.
 
 On the iterative schedule a third regime follows: iterative magnitude pruning goes up
-through the same sparsities as levels (``lottery``), and each level's test numbers join
+through the same sparsities as levels (``pruning.imp``), and each level's test numbers join
 the point at its k, so the three curves compare on one plot.
 """
 
@@ -20,16 +24,23 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from prunelab import atomic, config, paths
 from prunelab.config import FinetuneConfig, PruneConfig
+from prunelab.data import load_prepared
 from prunelab.data.spec import DataSpec
-from prunelab.lottery import Level, Plan, iterate, levels
 from prunelab.measure import METRICS, Subject
+from prunelab.pipeline.exports import SweepMeasure
 from prunelab.pruning import METHODS, prunable_layers
 from prunelab.pruning.gradual import GradualPruner
+from prunelab.pruning.imp import Level, Plan, iterate, levels, plan
 from prunelab.pruning.masks import make_permanent
-from prunelab.pruning.point import point_config, prune
-from prunelab.report import point_values
-from prunelab.training import FitResult, fit
+from prunelab.pruning.options import point_config, prune_config, sweep_config
+from prunelab.pruning.point import prune
+from prunelab.pruning.schedule import gradual
+from prunelab.report.sweep import point_values
+from prunelab.seeding import seed_everything
+from prunelab.train import checkpoint
+from prunelab.train.fit import FitResult, fit, resolve_device
 
 
 @dataclass(frozen=True)
@@ -53,7 +64,7 @@ def check_schedule(first: PruneConfig, finetune_epochs: int) -> None:
     """A gradual schedule prunes during fine-tuning: the sweep must fine-tune."""
     from prunelab.errors import ConfigError
 
-    if first.gradual and finetune_epochs == 0:
+    if gradual(first) and finetune_epochs == 0:
         raise ConfigError("sweep.finetune_epochs", 0, f"at least 1 with prune.schedule {first.schedule!r} "
                           "(the schedule prunes during fine-tuning)")
 
@@ -74,10 +85,10 @@ def run_point(sweep: Sweep, cfg: PruneConfig) -> tuple[dict[str, Any], FitResult
     point.update(METRICS.get("test")(subject, "oneshot_"))
     result, pruner = None, None
     if sweep.finetune is not None:
-        if cfg.gradual is not None:
+        if gradual(cfg) is not None:
             model = copy.deepcopy(sweep.baseline).to(sweep.device)
             pruned = prune(model, cfg, shape)
-            pruner = GradualPruner(METHODS.get(cfg.method), pruned.layers, cfg.gradual, sweep.seed)
+            pruner = GradualPruner(METHODS.get(cfg.method), pruned.layers, gradual(cfg), sweep.seed)
         result = fit(model, sweep.data, sweep.finetune, seed=sweep.seed, device=sweep.device,
                      desc=f"{cfg.method} k={cfg.sparsity:g} fine-tune", leave=False, augment=sweep.augment,
                      pruner=pruner)
@@ -132,3 +143,80 @@ def run_sweep(sweep: Sweep, cfg: PruneConfig, method: str, sparsities: Sequence[
         for point in points:
             point.update(by_k[point["sparsity"]])
     return points
+
+
+def sweep(method: str, seed: int) -> None:
+    """The sweep stage: every k of sweep.sparsities with ``method`` on the baseline of ``seed``."""
+    params = config.load_params()
+    sweep_cfg, tune_cfg = sweep_config(params), config.section(params, config.FinetuneConfig)
+    seed, augment = config.check_int("--seed", seed, minimum=0), config.section(params, config.DataConfig).augment
+    prune_cfg = prune_config(params, seed=seed)
+    device = resolve_device(config.section(params, config.TrainConfig).device)
+    first = point_config(prune_cfg, method, sweep_cfg.sparsities[0])  # the method's options, checked
+    check_schedule(first, sweep_cfg.finetune_epochs)
+    seed_everything(seed)
+    base, data = checkpoint.load(paths.baseline_model(seed)), load_prepared(paths.PREPARED_DATA)
+    METHODS.get(method).check_model(base.model, base.model_cfg.name, first, key="sweep.methods")
+    tune = dataclasses.replace(tune_cfg, epochs=sweep_cfg.finetune_epochs) if sweep_cfg.finetune_epochs else None
+    iterative = (plan(base.model, base.rewind, paths.baseline_model(seed), prune_cfg, tune, data, device)
+                 if prune_cfg.iterative else None)
+    measured = SweepMeasure(base, seed, device, data.test)
+    from prunelab import track  # mlflow's import is slow: bad params and inputs are reported before it
+
+    log = SweepLog(method, seed, data.name, base.model_cfg.name, tune_cfg.lr, sweep_cfg.finetune_epochs,
+                   iterative, measured)
+    run_params = {"sweep": {**sweep_cfg.as_dict(), "methods": method, "seeds": seed},
+                  "finetune": tune_cfg.as_dict(), "prune.include_classifier": prune_cfg.include_classifier,
+                  "prune.schedule": prune_cfg.schedule, "prune.rewind": prune_cfg.rewind,
+                  "data.augment": augment, "seed": seed} | {f"prune.{k}": v for k, v in first.options.as_dict().items()}
+    with track.start_run(f"sweep {method} seed {seed}", params=run_params, dataset=log.dataset, tags=log.tags()):
+        points = run_sweep(Sweep(base.model, data, tune, seed, device, augment, iterative, measured), prune_cfg,
+                           method, sweep_cfg.sparsities, on_point=log.point, on_level=log.level)
+        out, timed = paths.sweep_result(method, seed), paths.sweep_speed(method, seed)
+        atomic.write_json(out, {"method": method, "seed": seed, "dataset": data.name, "points": points,
+                                "schedule": prune_cfg.schedule, "rewind": iterative and iterative.rewind.label})
+        track.log_metrics(measured.write(timed, data, tune, method=method, seed=seed))
+        track.log_artifacts([out, timed])
+
+
+@dataclass(frozen=True)
+class SweepLog:
+    """One nested MLflow run per sweep point, and one per IMP level."""
+
+    method: str
+    seed: int
+    dataset_name: str
+    model: str
+    lr: float
+    finetune_epochs: int
+    iterative: Plan | None
+    measured: SweepMeasure
+
+    @property
+    def dataset(self) -> tuple[Any, str, str]:
+        return paths.PREPARED_DATA, self.dataset_name, "training"
+
+    def tags(self, **extra: Any) -> dict[str, str]:
+        from prunelab import track
+
+        return track.run_tags("sweep", dataset=self.dataset_name, model=self.model, method=self.method,
+                              seed=self.seed, **extra)
+
+    def point(self, point: dict[str, Any], result: FitResult | None) -> None:
+        from prunelab import track
+
+        track.log_child(f"sweep {self.method} seed {self.seed} {point['sparsity']:g}",
+                        tags=self.tags(sparsity=point["sparsity"]), values=point | self.measured.timings[-1],
+                        params={"method": self.method, "sparsity": point["sparsity"], "seed": self.seed,
+                                "finetune_epochs": self.finetune_epochs, "finetune.lr": self.lr},
+                        history=result.history if result else None, dataset=self.dataset)
+
+    def level(self, level: Level, values: dict[str, Any]) -> None:
+        from prunelab import track
+
+        assert self.iterative is not None
+        track.log_child(f"sweep {self.method} seed {self.seed} IMP k={level.sparsity:g}", values=values,
+                        params={"sparsity": level.sparsity, "rewind": self.iterative.rewind.label,
+                                "epochs": self.iterative.train.epochs, "lr": self.iterative.train.lr},
+                        tags=self.tags(sparsity=level.sparsity, regime="iterative"), dataset=self.dataset,
+                        history=level.result.history if level.result else None)

@@ -1,0 +1,1 @@
+"""Training: the fit and fine-tune loop, evaluation, checkpoints, augmentation of batches."""
