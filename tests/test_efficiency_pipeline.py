@@ -41,7 +41,7 @@ def test_curves_average_seeds_and_give_both_regimes_the_measured_export():
     assert tuned["us_per_image"] == pytest.approx((1000 + 4000) / 2)  # 1e6 / throughput, averaged
     assert tuned["export_mib"] == pytest.approx(250 / 2**20) and tuned["export_size_ratio"] == 0.25
     assert curves[0]["latency_b1_ms"] == tuned["latency_b1_ms"]  # same mask, same export
-    assert set(curves[0]) == set(report.CURVE_COLUMNS)
+    assert set(curves[0]) == set(report.EFFICIENCY_CURVE_COLUMNS)
 
 
 def test_summary_reports_what_is_bought_where_accuracy_holds():
@@ -50,7 +50,24 @@ def test_summary_reports_what_is_bought_where_accuracy_holds():
     out = report.summary(rows, baseline_accuracy=0.95, tolerance=0.01)
     assert out["unit"]["finetuned_holds_until"] == 0.5
     assert out["unit"]["finetuned_export_size_ratio"] == 0.5 and out["unit"]["finetuned_speedup_b1"] == 2.0
-    assert "oneshot_holds_until" not in out["unit"]  # one-shot is 0.85 at every k: it never holds
+    # one-shot is 0.85 at every k: it never holds, so nothing is bought there
+    assert out["unit"]["oneshot_holds_until"] == -1.0 and "oneshot_speedup_b1" not in out["unit"]
+
+
+def test_timings_taken_under_load_claim_no_speed_and_are_drawn_hollow():
+    """Seed 1 was timed on a busy machine (noisy): its 10x is left out of every speed figure."""
+    points = [point("unit", s, 0.5, 0.95, 500) for s in (0, 1)]
+    rows = report.join(points, [timing("unit", 0, 0.5, 1.0), timing("unit", 1, 0.5, 0.2) | {"noisy": True}])
+    out = report.summary(rows, baseline_accuracy=0.95, tolerance=0.01)["unit"]
+    assert out["finetuned_speedup_b1"] == 2.0 and "finetuned_timed_under_load" not in out
+    tuned = report.curves(rows)[1]
+    assert tuned["latency_b1_ms"] == 1.0 and tuned["speedup_b1"] == 2.0 and tuned["timed_under_load"] == 0
+    # every seed under load: the point still has a place on the curve, hollow, and the summary claims no speed
+    rows = [r | {"noisy": True} for r in rows]
+    out = report.summary(rows, baseline_accuracy=0.95, tolerance=0.01)["unit"]
+    assert "finetuned_speedup_b1" not in out and out["finetuned_timed_under_load"] is True
+    assert out["finetuned_export_size_ratio"] == 0.5  # a count: load does not touch it
+    assert report.curves(rows)[1]["timed_under_load"] == 1
 
 
 def test_stale_or_missing_timings_are_refused(tmp_path):

@@ -16,7 +16,7 @@ import yaml
 
 from prunelab.pruning.options import configure
 from prunelab import atomic
-from prunelab.report import sweep as report
+from prunelab.report import columns as report
 from prunelab.train import checkpoint
 from prunelab.config import FinetuneConfig, ModelConfig, PruneConfig, SweepConfig
 from prunelab.measure import METRICS, Column, Metric, Subject
@@ -121,5 +121,5 @@ def test_sweep_table_columns_come_from_the_metrics_declarations():
     assert report.POINT_COLUMNS[len(report.POINT_IDENTITY):len(report.POINT_IDENTITY) + len(declared)] == declared
     hidden = {c.name for name in METRICS.names() for c in METRICS.get(name).columns if not c.point}
     assert "params_before" in hidden and not hidden & report.POINT_KEYS
-    for regime, _ in report.REGIMES:
+    for regime, _, _ in report.REGIMES:
         assert f"{regime}_test_accuracy" in report.POINT_COLUMNS

@@ -24,6 +24,8 @@ import torch
 import yaml
 from project import copy_project, env, runs, sh  # tests/ is on sys.path
 
+pytestmark = pytest.mark.e2e  # real stage processes, dvc and MLflow: the slow tier
+
 TINY = {"model": {"hidden": [32, 16]}, "train": {"epochs": 1}, "finetune": {"epochs": 1}}
 OUTPUTS = ("models/baseline/seed-0.pt", "models/pruned.pt", "metrics/prune.json", "metrics/baseline/seed-0.json")
 ARGS = {"train_baseline": ("--seed", "0")}  # the DVC matrix's command for seed 0

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from project import copy_project, runs, sh  # tests/ is on sys.path: the helpers shared with test_faults
 
+pytestmark = pytest.mark.e2e  # real stage processes, dvc and MLflow: the slow tier
+
 TINY = {"model": {"hidden": [64, 32]}, "train": {"epochs": 2}, "finetune": {"epochs": 2}, "prune": {"sparsity": 0.9},
         "sweep": {"sparsities": [0.0, 0.5, 0.9], "finetune_epochs": 1}}
 
@@ -160,6 +162,27 @@ def test_bad_param_fails_cleanly_and_keeps_results(proj):
     assert {p: (proj / p).read_bytes() for p in before} == before
     assert len(runs(proj)) == n_runs  # rejected before any run was started
     assert not [r for r in runs(proj) if r["status"] == "RUNNING"]
+
+
+def test_rejected_exp_run_values_are_put_back_and_do_not_pile_up(proj):
+    """DVC writes -S values into params.yaml before a stage refuses them; the runner puts them back."""
+    committed = sh(proj, "git", "show", "HEAD:params.yaml").stdout
+    assert (proj / "params.yaml").read_text() == committed
+    for bad in ("prune.sparsity=1.5", "prune.method=magnitude", "sweep.finetune_epochs=-1"):
+        out = sh(proj, "dvc", "exp", "run", "-S", bad, check=False)
+        text = out.stdout + out.stderr
+        key = bad.split("=")[0]
+        assert out.returncode != 0 and f"{key} = " in text and "Traceback" not in text, text[-2000:]
+        assert f"params.yaml: {key} = " in text and "was refused, so prunelab restored" in text, text[-2000:]
+        assert (proj / "params.yaml").read_text() == committed  # byte for byte: the next command starts clean
+    # a value the user wrote by hand is theirs: plain `dvc repro` reports it and leaves it
+    (proj / "params.yaml").write_text(committed.replace("sparsity: 0.9", "sparsity: 1.5", 1))
+    try:
+        out = sh(proj, "dvc", "repro", "prune", check=False)
+        assert out.returncode != 0 and "was refused" not in out.stdout + out.stderr
+        assert "sparsity: 1.5" in (proj / "params.yaml").read_text()
+    finally:
+        (proj / "params.yaml").write_text(committed)
 
 
 # Runs before the experiments below change the workspace's outputs: here, right after the

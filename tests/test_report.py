@@ -2,7 +2,8 @@ import pytest
 
 from prunelab import atomic
 from prunelab.errors import PrunelabError
-from prunelab.report.sweep import curves, holds_until, load_sweep, mean_std, summary
+from prunelab.report.curves import holds_until, mean_std
+from prunelab.report.sweep import curves, load_sweep, summary
 
 POINTS = [
     {"sparsity": 0.0, "nonzero_params": 1000, "oneshot_test_accuracy": 0.95, "oneshot_test_loss": 0.2,

@@ -1,7 +1,7 @@
 """A metric: one registered measurement that declares the columns it writes.
 
 Every number a stage writes about a model comes from a metric here: the sweep table's
-columns (``prunelab.report.POINT_COLUMNS``), each sweep point and the prune and evaluate
+columns (``prunelab.report.columns.POINT_COLUMNS``), each sweep point and the prune and evaluate
 stages' metrics are derived from these declarations, and a metric that returns a column
 it did not declare is an error. Importing this package imports no torch (the plot stage
 reads the columns); computing a metric does.

@@ -10,7 +10,8 @@ from __future__ import annotations
 from prunelab import atomic, config, paths
 from prunelab.pruning.options import sweep_config
 from prunelab.report.figures import sweep_figure
-from prunelab.report.sweep import CURVE_COLUMNS, POINT_COLUMNS, baselines, curves, load_sweep, summary
+from prunelab.report.columns import POINT_COLUMNS, SWEEP_CURVE_COLUMNS
+from prunelab.report.sweep import baselines, curves, load_sweep, summary
 
 
 def plot() -> None:
@@ -26,7 +27,7 @@ def plot() -> None:
     with track.start_run(f"plot {tags['dvc_exp']}", params={"sweep": cfg.as_dict()}, tags=tags):
         atomic.write_csv(paths.SWEEP_CSV, [p for m in cfg.methods for p in points[m]], POINT_COLUMNS)
         rows = curves(points)
-        atomic.write_csv(paths.CURVES_CSV, rows, CURVE_COLUMNS)
+        atomic.write_csv(paths.CURVES_CSV, rows, SWEEP_CURVE_COLUMNS)
         result = summary(points, dense["test_accuracies"], cfg.tolerance)
         atomic.write_json(paths.SWEEP_SUMMARY, result)
         title = (f"Pruning sweep: {', '.join(cfg.methods)} (dense test accuracy {acc:.2%}"

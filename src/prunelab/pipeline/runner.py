@@ -2,7 +2,8 @@
 
 ``run(main)`` turns a PrunelabError (bad params, missing or unreadable input, a tracking
 store that cannot be used) into one clear line on stderr and exit code 2, with no
-traceback. Ctrl-C prints "interrupted" and exits 130, SIGTERM (``dvc queue kill``)
+traceback; a value that ``dvc exp run -S`` wrote and a stage refused is put back
+(``params.restore_rejected``). Ctrl-C prints "interrupted" and exits 130, SIGTERM (``dvc queue kill``)
 "terminated" and exits 143; either way the open MLflow run is marked KILLED and every
 output keeps its previous content (outputs are written atomically).
 """
@@ -13,7 +14,7 @@ import signal
 import sys
 from collections.abc import Callable
 
-from prunelab.errors import PrunelabError
+from prunelab.errors import ConfigError, PrunelabError
 
 EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 128 + signal.SIGINT, 128 + signal.SIGTERM
 
@@ -35,6 +36,11 @@ def run(main: Callable[[], None]) -> None:
         main()
     except PrunelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if isinstance(exc, ConfigError):
+            from prunelab.pipeline.params import restore_rejected
+
+            if undone := restore_rejected(exc):
+                print(undone, file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("\ninterrupted: the run is marked KILLED; outputs keep their previous content", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The reference studies (docs: ../shared/reference-systems.md) as params overrides.
+"""The reference studies (docs/reference-studies.md) as params overrides.
 
 Each study is one ``dvc exp run`` command; ``command(name)`` renders it exactly as the
 README shows it (tests/test_studies.py checks that, and that every override is valid).

@@ -10,22 +10,20 @@ imports no torch.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from prunelab import atomic, paths
 from prunelab.errors import PrunelabError
-from prunelab.report.sweep import POINT_COLUMNS, POINT_IDENTITY, SPEED_COLUMNS, holds_until, load_sweep, mean_std
+from prunelab.report.columns import EFFICIENCY_CURVE_COLUMNS, EXPORTED, POINT_IDENTITY, TIMED_POINT_COLUMNS
+from prunelab.report.curves import CurveValue, mean_of
+from prunelab.report.curves import curves as _curves
+from prunelab.report.curves import summary as _summary
+from prunelab.report.sweep import load_sweep
 
-REGIMES = (("oneshot", "one-shot"), ("finetuned", "fine-tuned"))  # the regimes whose model was measured
-POINTS_COLUMNS = POINT_COLUMNS + [c for c in SPEED_COLUMNS if c not in POINT_IDENTITY]
-# x of each curve, from the points: the export's latency at batch 1, its time per image at
-# the evaluation batch, its size on disk; the ratios against the dense model
-CURVE_COLUMNS = ["series", "method", "regime", "sparsity", "accuracy", "accuracy_std", "latency_b1_ms",
-                 "latency_b1_ms_std", "us_per_image", "export_mib", "export_size_ratio", "speedup_b1",
-                 "speedup_eval", "dense_latency_b1_ms", "seeds"]
-
+__all__ = ["CURVE_VALUES", "EFFICIENCY_CURVE_COLUMNS", "TIMED_POINT_COLUMNS", "curves", "join", "load",
+           "load_timings", "summary"]
 
 def load_timings(path: str | Path, method: str, seed: int, sparsities: Sequence[float]) -> list[dict[str, Any]]:
     """One sweep stage's timings, checked to hold exactly the requested points."""
@@ -57,57 +55,67 @@ def load(methods: Sequence[str], seeds: Sequence[int], sparsities: Sequence[floa
                             load_timings(paths.sweep_speed(m, s), m, s, sparsities))]
 
 
-def _mean(rows: Sequence[Mapping[str, Any]], key: str) -> tuple[float | None, float]:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    return mean_std(values) if values else (None, 0.0)
-
-
 def _run(row: Mapping[str, Any], what: str) -> Any:
     """The export's value, or the model's where nothing was exported."""
     return row.get(f"export_{what}", row.get(what))
 
 
+def quiet(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The rows timed on a machine no busier than its cores (``noisy`` false). Where every one was
+    timed under load, all of them: the curve still shows where the point lies, drawn hollow."""
+    return [r for r in rows if not r.get("noisy")] or list(rows)
+
+
+def _under_load(at: Sequence[Mapping[str, Any]]) -> bool:
+    return bool(at) and all(r.get("noisy") for r in at)
+
+
+def _quiet_mean(key: str) -> Callable[[Sequence[Mapping[str, Any]]], float | None]:
+    return lambda at: mean_of([r for r in at if not r.get("noisy")], key)[0]
+
+
+def _us_per_image(at: Sequence[Mapping[str, Any]]) -> float | None:
+    values = [1e6 / t for r in quiet(at) if (t := _run(r, "throughput_ips"))]
+    return mean_of([{"v": v} for v in values], "v")[0]
+
+
+def _mib(at: Sequence[Mapping[str, Any]]) -> float | None:
+    size = mean_of(at, "export_bytes")[0]
+    return size / 2**20 if size is not None else None
+
+
+# curves.csv: accuracy against the export's latency and size, the ratios against the dense model
+CURVE_VALUES: dict[str, CurveValue] = {
+    "accuracy": lambda at, regime: mean_of(at, f"{regime.prefix}_test_accuracy")[0],
+    "accuracy_std": lambda at, regime: mean_of(at, f"{regime.prefix}_test_accuracy")[1],
+    "latency_b1_ms": lambda at, regime: mean_of([{"v": _run(r, "latency_b1_ms")} for r in quiet(at)], "v")[0],
+    "latency_b1_ms_std": lambda at, regime: mean_of([{"v": _run(r, "latency_b1_ms")} for r in quiet(at)], "v")[1],
+    "us_per_image": lambda at, regime: _us_per_image(at),
+    "export_mib": lambda at, regime: _mib(at),
+    "export_size_ratio": lambda at, regime: mean_of(at, "export_size_ratio")[0],
+    "speedup_b1": lambda at, regime: mean_of(quiet(at), "speedup_b1")[0],
+    "speedup_eval": lambda at, regime: mean_of(quiet(at), "speedup_eval")[0],
+    "dense_latency_b1_ms": lambda at, regime: mean_of(quiet(at), "dense_latency_b1_ms")[0],
+    "seeds": lambda at, regime: len(at),
+    # 1 where every seed's timing at k was taken under load: drawn hollow, it claims no speed
+    "timed_under_load": lambda at, regime: int(_under_load(at)),
+}
+# what pruning buys for free, at the largest k where accuracy holds: the size ratio (a count), and
+# speed-ups from timings taken on a quiet machine only (none claimed where every seed's was under load)
+AT_HOLDS: dict[str, Callable[[Sequence[Mapping[str, Any]]], Any]] = {
+    "export_size_ratio": lambda at: mean_of(at, "export_size_ratio")[0],
+    "speedup_b1": _quiet_mean("speedup_b1"),
+    "speedup_eval": _quiet_mean("speedup_eval"),
+    "timed_under_load": lambda at: True if _under_load(at) else None,
+}
+
+
 def curves(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Mean over seeds per method, regime and k: accuracy against the export's latency and size."""
-    out = []
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [r for r in rows if r["method"] == method]
-        for k in sorted({r["sparsity"] for r in mine}):
-            at = [r for r in mine if r["sparsity"] == k]
-            latency = [{"v": _run(r, "latency_b1_ms")} for r in at]
-            throughput = [{"v": 1e6 / t} for r in at if (t := _run(r, "throughput_ips"))]
-            for regime, label in REGIMES:
-                acc, acc_std = _mean(at, f"{regime}_test_accuracy")
-                if acc is None:
-                    continue
-                lat, lat_std = _mean(latency, "v")
-                size = _mean(at, "export_bytes")[0]
-                out.append({"series": f"{method}, {label}", "method": method, "regime": regime, "sparsity": k,
-                            "accuracy": acc, "accuracy_std": acc_std, "latency_b1_ms": lat,
-                            "latency_b1_ms_std": lat_std, "us_per_image": _mean(throughput, "v")[0],
-                            "export_mib": size / 2**20 if size is not None else None,
-                            "export_size_ratio": _mean(at, "export_size_ratio")[0],
-                            "speedup_b1": _mean(at, "speedup_b1")[0], "speedup_eval": _mean(at, "speedup_eval")[0],
-                            "dense_latency_b1_ms": _mean(at, "dense_latency_b1_ms")[0], "seeds": len(at)})
-    return out
+    """results/efficiency/curves.csv: per method, measured regime and k, the mean over seeds."""
+    return _curves(rows, CURVE_VALUES, EXPORTED)
 
 
 def summary(rows: Sequence[Mapping[str, Any]], baseline_accuracy: float, tolerance: float) -> dict[str, Any]:
-    """Per method and regime, at the largest k whose mean accuracy stays within ``tolerance`` of
-    the dense one: the export's size ratio and speed-ups there (what pruning buys for free)."""
-    out: dict[str, Any] = {}
-    for method in dict.fromkeys(r["method"] for r in rows):
-        mine = [dict(r) for r in rows if r["method"] == method]
-        entry = {}
-        for regime, _ in REGIMES:
-            held = holds_until(mine, f"{regime}_test_accuracy", baseline_accuracy, tolerance)
-            if held is None:
-                continue
-            at = [r for r in mine if r["sparsity"] == held]
-            entry[f"{regime}_holds_until"] = held
-            for key in ("export_size_ratio", "speedup_b1", "speedup_eval"):
-                value = _mean(at, key)[0]
-                if value is not None:
-                    entry[f"{regime}_{key}"] = value
-        out[method] = entry
-    return out
+    """results/efficiency/summary.json: per method and regime, where accuracy holds and what the
+    export buys there (``AT_HOLDS``)."""
+    return _summary(rows, baseline_accuracy, tolerance, EXPORTED, AT_HOLDS)

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from prunelab import atomic# noqa: E402
-from prunelab.report.sweep import REGIMES  # noqa: E402
+from prunelab.report.columns import EXPORTED, REGIMES  # noqa: E402
 
 STYLES = {"oneshot": ("-", "o"), "finetuned": ("--", "s"), "iterative": ("-.", "^")}  # line and marker per regime
 X_AXES = {  # x: which curves.csv column, its label
@@ -30,7 +30,7 @@ X_AXES = {  # x: which curves.csv column, its label
 
 def sweep_figure(rows: list[dict[str, Any]], baseline: dict[str, float], title: str, path: str | Path,
                  x: str = "sparsity") -> Path:
-    """The curves of ``report.curves`` (means over seeds): a shaded band of ± 1 std where there are several seeds.
+    """The curves of ``report.sweep.curves`` (means over seeds): a shaded band of ± 1 std where there are several seeds.
 
     ``baseline``: test_accuracy, test_loss and their *_std over the seeds' dense models.
     """
@@ -44,7 +44,7 @@ def sweep_figure(rows: list[dict[str, Any]], baseline: dict[str, float], title: 
         ax.axhline(mean, color="0.55", lw=1, ls=":", label="dense baseline")
         if std:
             ax.axhspan(mean - std, mean + std, color="0.55", alpha=0.12, lw=0)
-        for regime, regime_label in REGIMES:
+        for regime, regime_label, _ in REGIMES:
             style, marker = STYLES[regime]
             for method in methods:
                 pts = sorted((r for r in rows if r["method"] == method and r["regime"] == regime),
@@ -80,15 +80,15 @@ def sweep_figure(rows: list[dict[str, Any]], baseline: dict[str, float], title: 
     return Path(path)
 
 
-EFFICIENCY_AXES = (  # curves column, label, log scale
-    ("latency_b1_ms", "latency at batch 1 (ms, the export; median)", True),
-    ("us_per_image", "time per image at the evaluation batch (µs, the export)", True),
-    ("export_mib", "size on disk (MiB, the export file)", True),
+EFFICIENCY_AXES = (  # curves column, label, log scale, a timing (measured, noisy) rather than a count
+    ("latency_b1_ms", "latency at batch 1 (ms, the export; median)", True, True),
+    ("us_per_image", "time per image at the evaluation batch (µs, the export)", True, True),
+    ("export_mib", "size on disk (MiB, the export file)", True, False),
 )
 
 
 def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title: str, path: str | Path) -> Path:
-    """Test accuracy against what the export costs to run and to store (``efficiency_report.curves``).
+    """Test accuracy against what the export costs to run and to store (``report.efficiency.curves``).
 
     One panel per cost; each marker is a k, larger markers for larger k. ``dense``:
     test_accuracy (± test_accuracy_std) and, where known, the dense model's value of each
@@ -97,14 +97,14 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
     fig, axes = plt.subplots(1, len(EFFICIENCY_AXES), figsize=(16, 5.4), layout="constrained")
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    for ax, (column, label, log) in zip(axes, EFFICIENCY_AXES):
+    for ax, (column, label, log, timed) in zip(axes, EFFICIENCY_AXES, strict=True):
         mean, std = dense["test_accuracy"], dense.get("test_accuracy_std", 0.0)
         ax.axhline(mean, color="0.55", lw=1, ls=":", label="dense baseline")
         if std:
             ax.axhspan(mean - std, mean + std, color="0.55", alpha=0.12, lw=0)
         if dense.get(column):
             ax.axvline(dense[column], color="0.4", lw=1, ls="--", label="dense model")
-        for regime, regime_label in REGIMES:
+        for regime, regime_label, _ in EXPORTED:
             style, marker = STYLES[regime]
             for method in methods:
                 pts = sorted((r for r in rows if r["method"] == method and r["regime"] == regime
@@ -112,10 +112,17 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
                 if not pts:
                     continue
                 colour = colours[methods.index(method) % len(colours)]
-                ax.plot([r[column] for r in pts], [r["accuracy"] for r in pts], ls=style, lw=1, color=colour,
-                        alpha=0.7, label=f"{method}, {regime_label}")
-                ax.scatter([r[column] for r in pts], [r["accuracy"] for r in pts], marker=marker, color=colour,
-                           s=[8 + 60 * r["sparsity"] ** 2 for r in pts], zorder=3)
+                xs, ys = [r[column] for r in pts], [r["accuracy"] for r in pts]
+                # timings are not joined by lines: from point to point, noise would read as a trend
+                ax.plot(xs, ys, ls="none" if timed else style, lw=1, color=colour, alpha=0.7,
+                        label=f"{method}, {regime_label}")
+                if timed and column == "latency_b1_ms" and any(r["latency_b1_ms_std"] for r in pts):
+                    ax.errorbar(xs, ys, xerr=[r["latency_b1_ms_std"] for r in pts], fmt="none", ecolor=colour,
+                                alpha=0.5, lw=1)
+                # hollow: timed under load (the machine busier than its cores), so the speed is not a result
+                hollow = [timed and bool(r.get("timed_under_load")) for r in pts]
+                ax.scatter(xs, ys, marker=marker, s=[8 + 60 * r["sparsity"] ** 2 for r in pts], zorder=3,
+                           facecolors=["none" if h else colour for h in hollow], edgecolors=colour)
         ax.set_xlabel(label)
         if log:
             ax.set_xscale("log")
@@ -125,8 +132,10 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
     seeds = max((r["seeds"] for r in rows), default=1)
     handles, labels = axes[0].get_legend_handles_labels()
     # below the panels: inside one it would hide the high-k points, which sit bottom left
+    under_load = any(r.get("timed_under_load") for r in rows)
     fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=9,
-               title="marker size: k" + (f"; mean of {seeds} seeds" if seeds > 1 else ""), title_fontsize=9)
+               title="marker size: k" + (f"; mean of {seeds} seeds" if seeds > 1 else "")
+               + ("; hollow: timed under load, not a result" if under_load else ""), title_fontsize=9)
     fig.suptitle(title)
     try:
         atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))

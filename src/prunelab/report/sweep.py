@@ -1,8 +1,6 @@
-"""The sweep's results: what a point holds, the whole-sweep table, the curves, the summary.
+"""The sweep's results: reading them back, the dense reference, the accuracy curves and summary.
 
-The schema is derived from the registered metrics (``prunelab.measure``): a sweep point
-is its method and requested k, then each metric of ``POINT_METRICS`` in order, ``test``
-once per regime. Importing this module imports no torch.
+What a point holds is declared in ``columns.py``. Importing this module imports no torch.
 """
 
 from __future__ import annotations
@@ -13,35 +11,23 @@ from typing import Any
 
 from prunelab import atomic, paths
 from prunelab.errors import PrunelabError
-from prunelab.measure import METRICS
+from prunelab.report.columns import POINT_KEYS, SWEEP_CURVE_COLUMNS
+from prunelab.report.curves import CurveValue, mean_of, mean_std, present
+from prunelab.report.curves import curves as _curves
+from prunelab.report.curves import summary as _summary
 
-# (prefix, label): before fine-tuning (pruned and evaluated at once), after it, and after
-# iterative magnitude pruning (prune.schedule iterative: each k a level of IMP)
-REGIMES = (("oneshot", "one-shot"), ("finetuned", "fine-tuned"), ("iterative", "IMP"))
-# What each sweep point measures, in table order, and with which column prefixes.
-POINT_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("parameters", ("",)),
-    ("test", tuple(f"{regime}_" for regime, _ in REGIMES)),
-    ("finetune", ("",)),
-    ("structure", ("",)),
-    ("cost", ("",)),  # the point's final model: FLOPs, checkpoint and export bytes (timings: results/speed)
-)
-POINT_IDENTITY = ["method", "seed", "sparsity"]  # what the point is: method, replicate, requested k
+__all__ = ["CURVE_VALUES", "SWEEP_CURVE_COLUMNS", "baselines", "curves", "load_sweep", "point_values", "summary",
+           "versus_baseline"]
 
-
-def _columns(where: str) -> list[str]:
-    return [prefix + c.name for name, prefixes in POINT_METRICS for prefix in prefixes
-            for c in METRICS.get(name).columns if getattr(c, where)]
-
-
-POINT_COLUMNS = POINT_IDENTITY + _columns("table")  # results/sweep.csv
-POINT_KEYS = frozenset(POINT_IDENTITY + _columns("point"))  # results/sweep/<method>/seed-<s>.json
-# results/speed/<method>/seed-<s>.json and results/efficiency/points.csv: each point's timings
-SPEED_COLUMNS = POINT_IDENTITY + [c.name for c in METRICS.get("speed").columns]
-# curves.csv: the mean over seeds per method, regime and k; *_std the spread (sample std,
-# 0 with one seed), seeds how many replicates the mean is over
-CURVE_COLUMNS = ["series", "method", "regime", "sparsity", "params", "accuracy", "accuracy_std", "loss",
-                 "loss_std", "seeds"]
+# curves.csv: accuracy and loss against k, with the parameters left (the points' mean at k)
+CURVE_VALUES: dict[str, CurveValue] = {
+    "params": lambda at, regime: mean_of(at, "nonzero_params")[0],
+    "accuracy": lambda at, regime: mean_of(at, f"{regime.prefix}_test_accuracy")[0],
+    "accuracy_std": lambda at, regime: mean_of(at, f"{regime.prefix}_test_accuracy")[1],
+    "loss": lambda at, regime: mean_of(at, f"{regime.prefix}_test_loss")[0],
+    "loss_std": lambda at, regime: mean_of(at, f"{regime.prefix}_test_loss")[1],
+    "seeds": lambda at, regime: len(present(at, f"{regime.prefix}_test_accuracy")),
+}
 
 
 def point_values(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,13 +49,6 @@ def load_sweep(path: str | Path, method: str, sparsities: Sequence[float], seed:
     return points
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (ddof 1; 0 for a single value)."""
-    n = len(values)
-    mean = sum(values) / n
-    return mean, (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0
-
-
 def baselines(seeds: Sequence[int]) -> dict[str, Any]:
     """The dense baselines of ``seeds`` as one reference: mean and spread of their test numbers, export size."""
     records = [atomic.read_json(paths.baseline_metrics(s)) for s in seeds]
@@ -80,64 +59,23 @@ def baselines(seeds: Sequence[int]) -> dict[str, Any]:
     return dense
 
 
-def by_sparsity(points: Sequence[Mapping[str, Any]], key: str) -> list[tuple[float, list[float]]]:
-    """Each k in order with the values of ``key`` over the seeds that have one."""
-    ks = sorted({p["sparsity"] for p in points})
-    out = [(k, [p[key] for p in points if p["sparsity"] == k and p.get(key) is not None]) for k in ks]
-    return [(k, vs) for k, vs in out if vs]
+def curves(points_by_method: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """results/plots/curves.csv: per method, regime and k, the mean over seeds (``SWEEP_CURVE_COLUMNS``)."""
+    return _curves(_rows(points_by_method), CURVE_VALUES)
 
 
-def mean_curve(points: Sequence[Mapping[str, Any]], key: str) -> list[dict[str, float]]:
-    """``key``'s mean and spread over seeds at each k: [{sparsity, mean, std, seeds}]."""
-    return [{"sparsity": k, "mean": m, "std": sd, "seeds": len(vs)}
-            for k, vs in by_sparsity(points, key) for m, sd in [mean_std(vs)]]
-
-
-def curves(points_by_method: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    rows = []
-    for method, points in points_by_method.items():
-        for regime, regime_label in REGIMES:
-            acc, loss = mean_curve(points, f"{regime}_test_accuracy"), mean_curve(points, f"{regime}_test_loss")
-            params = {r["sparsity"]: r["mean"] for r in mean_curve(points, "nonzero_params")}
-            for a, lo in zip(acc, loss):
-                rows.append({"series": f"{method}, {regime_label}", "method": method, "regime": regime,
-                             "sparsity": a["sparsity"], "params": params[a["sparsity"]],
-                             "accuracy": a["mean"], "accuracy_std": a["std"], "loss": lo["mean"],
-                             "loss_std": lo["std"], "seeds": a["seeds"]})
-    return rows
-
-
-def holds_until(points: list[dict[str, Any]], key: str, reference: float, tolerance: float) -> float | None:
-    """The largest sparsity up to which the mean of ``key`` over seeds stays within ``tolerance`` of ``reference``."""
-    best = None
-    for row in mean_curve(points, key):
-        if row["mean"] < reference - tolerance:
-            break
-        best = row["sparsity"]
-    return best
-
-
-def summary(points_by_method: dict[str, list[dict[str, Any]]], baseline_accuracies: Sequence[float],
+def summary(points_by_method: Mapping[str, list[dict[str, Any]]], baseline_accuracies: Sequence[float],
             tolerance: float) -> dict[str, Any]:
-    """Per method and regime: the largest k whose mean accuracy over seeds stays within ``tolerance``
-    of the dense baselines' mean, with the spread over seeds there and at the largest k."""
+    """results/sweep_summary.json: per method and regime, the largest k whose mean accuracy over seeds
+    stays within ``tolerance`` of the dense baselines' mean, with the spread over seeds there and at the largest k."""
     baseline, baseline_std = mean_std(list(baseline_accuracies))
-    out: dict[str, Any] = {"baseline_test_accuracy": baseline, "baseline_test_accuracy_std": baseline_std,
-                           "seeds": len(baseline_accuracies)}
-    for method, points in points_by_method.items():
-        entry = {}
-        for regime, _ in REGIMES:
-            curve = mean_curve(points, f"{regime}_test_accuracy")
-            if not curve:
-                continue
-            held = holds_until(points, f"{regime}_test_accuracy", baseline, tolerance)
-            at = {r["sparsity"]: r for r in curve}
-            entry[f"{regime}_holds_until"] = held if held is not None else -1.0
-            entry[f"{regime}_accuracy_std_at_holds_until"] = at[held]["std"] if held is not None else 0.0
-            entry[f"{regime}_accuracy_at_max_sparsity"] = curve[-1]["mean"]
-            entry[f"{regime}_accuracy_std_at_max_sparsity"] = curve[-1]["std"]
-        out[method] = entry
-    return out
+    head = {"baseline_test_accuracy": baseline, "baseline_test_accuracy_std": baseline_std,
+            "seeds": len(baseline_accuracies)}
+    return head | _summary(_rows(points_by_method), baseline, tolerance)
+
+
+def _rows(points_by_method: Mapping[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [{**p, "method": method} for method, points in points_by_method.items() for p in points]
 
 
 def versus_baseline(test_accuracy: float, params: int, baseline: Mapping[str, Any]) -> dict[str, Any]:
