@@ -45,5 +45,7 @@ class MachineLoad:
 
     def describe(self) -> str:
         noisy = "  NOISY: compare only runs near 0" if self.other_cores + self.steal_cores > 0.1 else ""
-        return (f"other processes used {self.other_cores:.2f} of {os.cpu_count()} cores on average, "
-                f"steal {self.steal_cores:.2f}{noisy}")
+        return (
+            f"other processes used {self.other_cores:.2f} of {os.cpu_count()} cores on average, "
+            f"steal {self.steal_cores:.2f}{noisy}"
+        )

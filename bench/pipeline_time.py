@@ -58,8 +58,13 @@ class Stage:
 
 def project_files() -> list[str]:
     """Tracked and untracked-but-not-ignored files; not dvc.lock: without it every stage runs."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, check=True).stdout.decode().split("\0")
+    listed = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     # -c also lists tracked files deleted in the working tree.
     return [f for f in listed if f and f != "dvc.lock" and (ROOT / f).is_file()]
 
@@ -91,8 +96,9 @@ def repro(cwd: Path, env: dict[str, str], log: TextIO) -> tuple[int, float, list
     """Run `dvc repro`, returning exit code, wall seconds and (seconds since start, line) pairs."""
     lines: list[tuple[float, str]] = []
     start = time.perf_counter()
-    with subprocess.Popen([str(VENV_BIN / "dvc"), "repro"], cwd=cwd, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT) as proc:
+    with subprocess.Popen(
+        [str(VENV_BIN / "dvc"), "repro"], cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    ) as proc:
         assert proc.stdout is not None
         for raw in proc.stdout:  # universal newlines: each tqdm '\r' refresh is a line too
             t, line = time.perf_counter() - start, raw.rstrip("\n")
@@ -143,8 +149,7 @@ def startup_seconds(copy: Path, env: dict[str, str], modules: list[str]) -> floa
     times = []
     for _ in range(STARTUP_REPEATS):
         start = time.perf_counter()
-        subprocess.run([str(VENV_BIN / "python"), "-c", "import " + ", ".join(modules)],
-                       cwd=copy, env=env, check=True)
+        subprocess.run([str(VENV_BIN / "python"), "-c", "import " + ", ".join(modules)], cwd=copy, env=env, check=True)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
@@ -201,14 +206,29 @@ def main() -> int:
     print(f"goal: default dvc repro <= {GOAL_S:.0f} s: {'met' if met else 'NOT met'} ({total:.1f} s)")
 
     out = OUT_DIR / "pipeline_time.json"
-    out.write_text(json.dumps({
-        "total_s": total, "goal_s": GOAL_S, "goal_met": met,
-        "stages": [{**asdict(s), "wall": s.wall, "compute": s.wall - s.startup} for s in stages],
-        "stage_wall_s": stage_wall, "startup_s": startup, "dvc_outside_stages_s": total - stage_wall,
-        "processes": len(stages), "noop_s": noop_total, "noop_exit": noop_rc, "noop_stages_rerun": noop_reran,
-        "startup_imports": {" ".join(k): v for k, v in cache.items()},
-        "other_cores": load.other_cores, "steal_cores": load.steal_cores,
-    }, indent=2) + "\n", encoding="utf-8")
+    out.write_text(
+        json.dumps(
+            {
+                "total_s": total,
+                "goal_s": GOAL_S,
+                "goal_met": met,
+                "stages": [{**asdict(s), "wall": s.wall, "compute": s.wall - s.startup} for s in stages],
+                "stage_wall_s": stage_wall,
+                "startup_s": startup,
+                "dvc_outside_stages_s": total - stage_wall,
+                "processes": len(stages),
+                "noop_s": noop_total,
+                "noop_exit": noop_rc,
+                "noop_stages_rerun": noop_reran,
+                "startup_imports": {" ".join(k): v for k, v in cache.items()},
+                "other_cores": load.other_cores,
+                "steal_cores": load.steal_cores,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     print(f"wrote {out}")
     return 0
 

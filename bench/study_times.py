@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from prunelab import config, paths
-from prunelab.pipeline import studies
 from prunelab.data import data_config
 from prunelab.models import MODELS, model_config
+from prunelab.pipeline import studies
 from prunelab.pruning import sweep_config
 
 # Train/val/test sizes as prunelab splits them, and the input shape, per dataset.
@@ -51,12 +51,19 @@ def workload(params: dict) -> dict:
     shape = (d["shape"][0], d["shape"][1] or data.image_size, d["shape"][2] or data.image_size)
     seeds = len(sweep.seeds)  # a baseline and a sweep per seed; prune → finetune → evaluate once
     points = len(sweep.methods) * len(sweep.sparsities) * seeds
-    steps = (seeds * train.epochs * math.ceil(d["train"] / train.batch_size)
-             + (tune.epochs + points * sweep.finetune_epochs) * math.ceil(d["train"] / tune.batch_size))
+    steps = seeds * train.epochs * math.ceil(d["train"] / train.batch_size) + (
+        tune.epochs + points * sweep.finetune_epochs
+    ) * math.ceil(d["train"] / tune.batch_size)
     epochs = seeds * train.epochs + tune.epochs + points * sweep.finetune_epochs
     eval_images = epochs * d["val"] + (2 * points + 3 + seeds) * d["test"]  # one-shot and fine-tuned test per point
-    return {"shape": shape, "classes": d["classes"], "train_steps": steps, "eval_images": eval_images,
-            "batch": train.batch_size, "epochs": epochs}
+    return {
+        "shape": shape,
+        "classes": d["classes"],
+        "train_steps": steps,
+        "eval_images": eval_images,
+        "batch": train.batch_size,
+        "epochs": epochs,
+    }
 
 
 def time_model(model, shape, classes, batch, steps, device) -> tuple[float, float]:
@@ -123,30 +130,52 @@ def main() -> None:
         w = workload(params)
         model_cfg = model_config(params)
         torch.manual_seed(0)
-        model = MODELS.get(model_cfg.name)(config.ModelConfig(**{**model_cfg.as_dict(), "pretrained": False}),
-                                           w["shape"], w["classes"])
+        model = MODELS.get(model_cfg.name)(
+            config.ModelConfig(**{**model_cfg.as_dict(), "pretrained": False}), w["shape"], w["classes"]
+        )
         flops = forward_flops(model, w["shape"])
-        row = {"study": name, "shape": list(w["shape"]), "train_steps": w["train_steps"], "epochs": w["epochs"],
-               "forward_gflops_per_image": flops / 1e9}
+        row = {
+            "study": name,
+            "shape": list(w["shape"]),
+            "train_steps": w["train_steps"],
+            "epochs": w["epochs"],
+            "forward_gflops_per_image": flops / 1e9,
+        }
         step, per_image = time_model(model, w["shape"], w["classes"], w["batch"], args.steps, torch.device("cpu"))
         row["cpu_step_s"] = step
         row["cpu_total_s"] = w["train_steps"] * step + w["eval_images"] * per_image
         if torch.cuda.is_available():
-            gstep, gimage = time_model(model, w["shape"], w["classes"], w["batch"], args.steps * 10,
-                                       torch.device("cuda"))
-            row.update(gpu_step_s=gstep, gpu_total_s=w["train_steps"] * gstep + w["eval_images"] * gimage,
-                       gpu_measured=True, gpu=torch.cuda.get_device_name())
+            gstep, gimage = time_model(
+                model, w["shape"], w["classes"], w["batch"], args.steps * 10, torch.device("cuda")
+            )
+            row.update(
+                gpu_step_s=gstep,
+                gpu_total_s=w["train_steps"] * gstep + w["eval_images"] * gimage,
+                gpu_measured=True,
+                gpu=torch.cuda.get_device_name(),
+            )
         else:
             step_flops = 3 * flops * w["batch"]
-            row.update(gpu_total_s=w["train_steps"] * max(step_flops / (args.gpu_tflops * 1e12), args.gpu_step_ms / 1e3)
-                       + w["eval_images"] * flops / (args.gpu_tflops * 1e12), gpu_measured=False)
+            row.update(
+                gpu_total_s=w["train_steps"] * max(step_flops / (args.gpu_tflops * 1e12), args.gpu_step_ms / 1e3)
+                + w["eval_images"] * flops / (args.gpu_tflops * 1e12),
+                gpu_measured=False,
+            )
         rows.append(row)
-        print(f"{name:9s} {tuple(w['shape'])!s:14s} {w['epochs']:3d} epochs {w['train_steps']:7d} steps  "
-              f"CPU {row['cpu_step_s']:.3f} s/step → {hms(row['cpu_total_s'])}   "
-              f"GPU {'' if row['gpu_measured'] else '≈'}{hms(row['gpu_total_s'])}", flush=True)
-    info = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-            "cores": os.cpu_count(), "torch": torch.__version__, "steps": args.steps,
-            "gpu_tflops_assumed": None if torch.cuda.is_available() else args.gpu_tflops}
+        print(
+            f"{name:9s} {tuple(w['shape'])!s:14s} {w['epochs']:3d} epochs {w['train_steps']:7d} steps  "
+            f"CPU {row['cpu_step_s']:.3f} s/step → {hms(row['cpu_total_s'])}   "
+            f"GPU {'' if row['gpu_measured'] else '≈'}{hms(row['gpu_total_s'])}",
+            flush=True,
+        )
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "steps": args.steps,
+        "gpu_tflops_assumed": None if torch.cuda.is_available() else args.gpu_tflops,
+    }
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"machine": info, "studies": rows}, f, indent=2)

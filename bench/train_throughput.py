@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from machine_load import MachineLoad  # bench/ is on sys.path: it is the script's folder
 from torch import nn
 
 from prunelab.config import DataConfig, ModelConfig, TrainConfig
@@ -39,8 +40,6 @@ from prunelab.data.spec import Split
 from prunelab.models import build_for
 from prunelab.seeding import seed_everything
 from prunelab.train.fit import fit
-
-from machine_load import MachineLoad  # bench/ is on sys.path: it is the script's folder
 
 GOAL_RATIO = 0.95
 SEED = 0
@@ -58,7 +57,7 @@ def bare_fit(model: nn.Module, cfg: TrainConfig, images: torch.Tensor, labels: t
     for _ in range(epochs):
         order = torch.randperm(labels.shape[0], generator=rng)
         for start in range(0, labels.shape[0], cfg.batch_size):
-            idx = order[start:start + cfg.batch_size]
+            idx = order[start : start + cfg.batch_size]
             loss = F.cross_entropy(model(images[idx]), labels[idx])
             optimizer.zero_grad()
             loss.backward()
@@ -106,7 +105,7 @@ def main() -> int:
     finals: dict[str, nn.Module] = {}
     with MachineLoad() as load:
         for r in range(args.rounds):
-            for name in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
+            for name in ("ours", "bare") if r % 2 == 0 else ("bare", "ours"):
                 seconds, finals[name] = timed(sides[name], template)
                 times[name].append(seconds)
 
@@ -118,10 +117,12 @@ def main() -> int:
     paired = [b / o for o, b in zip(times["ours"], times["bare"])]
     diff = max_weight_diff(finals["ours"], finals["bare"])
 
-    print(f"\ntraining throughput: mlp {'-'.join(map(str, (784, *ModelConfig().hidden, 10)))}, "
-          f"{spec.name} train split ({n} samples, {-(-n // cfg.batch_size)} batches of {cfg.batch_size}), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.rounds} rounds of {args.epochs} epochs per side")
+    print(
+        f"\ntraining throughput: mlp {'-'.join(map(str, (784, *ModelConfig().hidden, 10)))}, "
+        f"{spec.name} train split ({n} samples, {-(-n // cfg.batch_size)} batches of {cfg.batch_size}), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.rounds} rounds of {args.epochs} epochs per side"
+    )
     print(f"{'side':<6} {'median s/run':>13} {'min s':>8} {'max s':>8} {'samples/s':>11}")
     for name, ts in times.items():
         print(f"{name:<6} {statistics.median(ts):>13.3f} {min(ts):>8.3f} {max(ts):>8.3f} {rate[name]:>11.0f}")
@@ -131,16 +132,34 @@ def main() -> int:
     print(f"same arithmetic check: max |weight difference| after a run = {diff:.3g}")
 
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "model": "mlp", "hidden": list(ModelConfig().hidden), "dataset": spec.name, "train_samples": n,
-        "batch_size": cfg.batch_size, "rounds": args.rounds, "epochs_per_run": args.epochs,
-        "torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-        "run_seconds": times,
-        "samples_per_s_median": rate,
-        "ratio": ratio, "goal_ratio": GOAL_RATIO, "goal_met": met, "paired_ratios": paired,
-        "other_cores": load.other_cores, "steal_cores": load.steal_cores,
-        "max_weight_diff": diff,
-    }, indent=2) + "\n", encoding="utf-8")
+    OUT.write_text(
+        json.dumps(
+            {
+                "model": "mlp",
+                "hidden": list(ModelConfig().hidden),
+                "dataset": spec.name,
+                "train_samples": n,
+                "batch_size": cfg.batch_size,
+                "rounds": args.rounds,
+                "epochs_per_run": args.epochs,
+                "torch": torch.__version__,
+                "python": platform.python_version(),
+                "threads": torch.get_num_threads(),
+                "run_seconds": times,
+                "samples_per_s_median": rate,
+                "ratio": ratio,
+                "goal_ratio": GOAL_RATIO,
+                "goal_met": met,
+                "paired_ratios": paired,
+                "other_cores": load.other_cores,
+                "steal_cores": load.steal_cores,
+                "max_weight_diff": diff,
+            },
+            indent=2,
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     print(f"wrote {OUT}")
     return 1 if args.check and not met else 0
 

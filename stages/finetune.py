@@ -4,6 +4,7 @@ The work is ``prunelab.pipeline.finetune.finetune``.
 """
 
 import _bootstrap  # noqa: F401  (puts this checkout's src/ first on sys.path)
+
 from prunelab.pipeline import runner
 
 

@@ -6,6 +6,7 @@ The work is ``prunelab.pipeline.baseline.train_baseline``.
 import argparse
 
 import _bootstrap  # noqa: F401  (puts this checkout's src/ first on sys.path)
+
 from prunelab.pipeline import runner
 
 

@@ -12,9 +12,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
-from prunelab.config import ModelConfig  # noqa: E402
-from prunelab.data.spec import DataSpec, Split  # noqa: E402
-from prunelab.models import build_for  # noqa: E402
+from prunelab.config import ModelConfig
+from prunelab.data.spec import DataSpec, Split
+from prunelab.models import build_for
 
 
 def make_split(n: int, seed: int, classes: int = 4, shape=(1, 8, 8)) -> Split:
@@ -24,14 +24,15 @@ def make_split(n: int, seed: int, classes: int = 4, shape=(1, 8, 8)) -> Split:
     images = torch.randint(0, 60, (n, *shape), generator=g, dtype=torch.int64)
     block = shape[1] // classes
     for c in range(classes):
-        images[labels == c, :, c * block:(c + 1) * block, :] += 180
+        images[labels == c, :, c * block : (c + 1) * block, :] += 180
     return Split(images.clamp(0, 255).to(torch.uint8), labels)
 
 
 @pytest.fixture
 def tiny_data() -> DataSpec:
-    return DataSpec(name="toy", classes=tuple("abcd"), train=make_split(256, 0),
-                    val=make_split(64, 1), test=make_split(64, 2))
+    return DataSpec(
+        name="toy", classes=tuple("abcd"), train=make_split(256, 0), val=make_split(64, 1), test=make_split(64, 2)
+    )
 
 
 @pytest.fixture

@@ -26,8 +26,16 @@ def env(**extra: str) -> dict[str, str]:
     e = {k: v for k, v in os.environ.items() if k not in ("DVC_ROOT", "MLFLOW_TRACKING_URI", "DVC_EXP_NAME")}
     e["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{e.get('PATH', '')}"
     # PRUNELAB_TIMING=quick: the stages' timings take 3 short rounds (they reach no exact output)
-    e.update(DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true", TQDM_MININTERVAL="10", PRUNELAB_TIMING="quick",
-             GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    e.update(
+        DVC_NO_ANALYTICS="1",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        TQDM_MININTERVAL="10",
+        PRUNELAB_TIMING="quick",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
     e.update(extra)
     return e
 
@@ -41,12 +49,19 @@ def sh(proj: Path, *cmd: str, check: bool = True, timeout: int = 900, **extra_en
 
 def copy_project(dest: Path, params: dict[str, dict]) -> Path:
     """The source tree in ``dest`` with ``params`` merged into each params.yaml section, committed to git."""
+
     def ignore(folder: str, names: list[str]) -> list[str]:
         top = Path(folder) == ROOT
         dvc_state = Path(folder) == ROOT / ".dvc"
         data = Path(folder) == ROOT / "data"  # only data/local (its README) is in git
-        return [n for n in names if n == "__pycache__" or (top and n in GENERATED)
-                or (dvc_state and n in ("tmp", "cache")) or (data and n != "local")]
+        return [
+            n
+            for n in names
+            if n == "__pycache__"
+            or (top and n in GENERATED)
+            or (dvc_state and n in ("tmp", "cache"))
+            or (data and n != "local")
+        ]
 
     shutil.copytree(ROOT, dest, ignore=ignore)
     values = yaml.safe_load((dest / "params.yaml").read_text())

@@ -3,9 +3,9 @@
 import torch
 import torch.nn.functional as F
 
-from prunelab.train.augment import crop_and_flip, padding_for
 from prunelab.config import TrainConfig
 from prunelab.models import build_for
+from prunelab.train.augment import crop_and_flip, padding_for
 from prunelab.train.fit import fit
 
 
@@ -13,7 +13,7 @@ def candidates(image: torch.Tensor, pad: int) -> list[torch.Tensor]:
     """Every crop window of the zero-padded image, plain and mirrored."""
     _, h, w = image.shape
     padded = F.pad(image, (pad, pad, pad, pad))
-    crops = [padded[:, dy:dy + h, dx:dx + w] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
+    crops = [padded[:, dy : dy + h, dx : dx + w] for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)]
     return crops + [c.flip(2) for c in crops]
 
 
@@ -49,7 +49,7 @@ def test_fit_with_augmentation_is_seeded_and_reports_data_and_step_time(tiny_dat
         cfg = TrainConfig(epochs=2, batch_size=32)
         return model, fit(model, tiny_data, cfg, seed=0, device=torch.device("cpu"), augment=augment)
 
-    (m1, r1), (m2, r2), (m3, _) = run(True), run(True), run(False)
+    (m1, r1), (m2, _), (m3, _) = run(True), run(True), run(False)
     assert all(torch.equal(p, q) for p, q in zip(m1.parameters(), m2.parameters()))
     assert not all(torch.equal(p, q) for p, q in zip(m1.parameters(), m3.parameters()))
     for record in r1.history:

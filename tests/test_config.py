@@ -1,15 +1,14 @@
-import pytest
-
-from prunelab.pruning.options import configure
 import ast
 from pathlib import Path
 
+import pytest
+
 from prunelab import config
-from prunelab.config import (ConfigError, DataConfig, FinetuneConfig, ModelConfig, PruneConfig,
-                             SweepConfig, TrainConfig)
+from prunelab.config import ConfigError, DataConfig, FinetuneConfig, ModelConfig, PruneConfig, SweepConfig, TrainConfig
 from prunelab.data import data_config
 from prunelab.models import model_config
 from prunelab.pruning import prune_config, sweep_config
+from prunelab.pruning.options import configure
 
 SECTIONS = [DataConfig, ModelConfig, TrainConfig, PruneConfig, FinetuneConfig, SweepConfig]
 # a section whose names a registry holds is loaded by its plug-in package, which asks the registry
@@ -47,42 +46,45 @@ def test_defaults_reproduce_r1():
     assert len(SweepConfig().sparsities) == 13 and SweepConfig().finetune_epochs > 0
 
 
-@pytest.mark.parametrize("section, key, value, allowed", [
-    ("data", "name", "imagenet", "one of"),
-    ("model", "name", "transformer", "one of"),
-    ("prune", "method", "lottery", "one of"),
-    ("prune", "schedule", "cyclic", "one of"),
-    ("prune", "rewind", "epoch:-1", "'init', 'epoch:N'"),
-    ("prune", "rewind", "epoch:two", "'init', 'epoch:N'"),
-    ("prune", "rewind", 3, "'init', 'epoch:N'"),
-    ("sweep", "seeds", [0, 0], "without duplicates"),
-    ("sweep", "seeds", [0, -1], "integer >= 0"),
-    ("sweep", "seeds", [1.5], "integer >= 0"),
-    ("sweep", "seeds", [], "non-empty list"),
-    ("prune", "sparsity", 1.0, "0 <= k < 1"),
-    ("prune", "sparsity", -0.1, "0 <= k < 1"),
-    ("prune", "sparsity", "0.5", "0 <= k < 1"),
-    ("train", "epochs", 0, "integer >= 1"),
-    ("train", "epochs", 2.5, "integer >= 1"),
-    ("train", "batch_size", -8, "integer >= 1"),
-    ("finetune", "batch_size", 0, "integer >= 1"),
-    ("finetune", "patience", 0, "integer >= 1"),
-    ("train", "lr", 0, "number > 0"),
-    ("train", "device", "tpu", "one of"),
-    ("sweep", "sparsities", [0.5, 0.5], "without duplicates"),
-    ("sweep", "sparsities", [0.5, 1.2], "0 <= k < 1"),  # names the item: sweep.sparsities[1] = 1.2
-    ("sweep", "sparsities", [], "non-empty list"),
-    ("sweep", "methods", ["weight", "weight"], "without duplicates"),
-    ("sweep", "methods", ["weight", "nope"], "one of"),
-    ("sweep", "finetune_epochs", -1, "integer >= 0"),
-    ("data", "val_fraction", 0.0, "strictly between 0 and 1"),
-    ("prune", "include_classifier", "yes", "true or false"),
-    ("data", "root", "", "a folder path, or null"),
-    ("data", "root", 5, "a folder path, or null"),
-    ("data", "image_size", 4, "integer >= 8"),
-    ("data", "image_size", 4096, "from 8 to 1024"),
-    ("data", "augment", "yes", "true or false"),
-])
+@pytest.mark.parametrize(
+    "section, key, value, allowed",
+    [
+        ("data", "name", "imagenet", "one of"),
+        ("model", "name", "transformer", "one of"),
+        ("prune", "method", "lottery", "one of"),
+        ("prune", "schedule", "cyclic", "one of"),
+        ("prune", "rewind", "epoch:-1", "'init', 'epoch:N'"),
+        ("prune", "rewind", "epoch:two", "'init', 'epoch:N'"),
+        ("prune", "rewind", 3, "'init', 'epoch:N'"),
+        ("sweep", "seeds", [0, 0], "without duplicates"),
+        ("sweep", "seeds", [0, -1], "integer >= 0"),
+        ("sweep", "seeds", [1.5], "integer >= 0"),
+        ("sweep", "seeds", [], "non-empty list"),
+        ("prune", "sparsity", 1.0, "0 <= k < 1"),
+        ("prune", "sparsity", -0.1, "0 <= k < 1"),
+        ("prune", "sparsity", "0.5", "0 <= k < 1"),
+        ("train", "epochs", 0, "integer >= 1"),
+        ("train", "epochs", 2.5, "integer >= 1"),
+        ("train", "batch_size", -8, "integer >= 1"),
+        ("finetune", "batch_size", 0, "integer >= 1"),
+        ("finetune", "patience", 0, "integer >= 1"),
+        ("train", "lr", 0, "number > 0"),
+        ("train", "device", "tpu", "one of"),
+        ("sweep", "sparsities", [0.5, 0.5], "without duplicates"),
+        ("sweep", "sparsities", [0.5, 1.2], "0 <= k < 1"),  # names the item: sweep.sparsities[1] = 1.2
+        ("sweep", "sparsities", [], "non-empty list"),
+        ("sweep", "methods", ["weight", "weight"], "without duplicates"),
+        ("sweep", "methods", ["weight", "nope"], "one of"),
+        ("sweep", "finetune_epochs", -1, "integer >= 0"),
+        ("data", "val_fraction", 0.0, "strictly between 0 and 1"),
+        ("prune", "include_classifier", "yes", "true or false"),
+        ("data", "root", "", "a folder path, or null"),
+        ("data", "root", 5, "a folder path, or null"),
+        ("data", "image_size", 4, "integer >= 8"),
+        ("data", "image_size", 4096, "from 8 to 1024"),
+        ("data", "augment", "yes", "true or false"),
+    ],
+)
 def test_invalid_values_name_key_value_and_what_is_allowed(section, key, value, allowed):
     cls = next(c for c in SECTIONS if c.SECTION == section)
     with pytest.raises(ConfigError) as err:

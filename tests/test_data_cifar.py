@@ -2,7 +2,6 @@
 
 import os
 import pickle
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,7 @@ class Cifar:
     def tarball(self) -> Path:
         return self.tar_dir / ARCHIVE
 
-    def source(self, mirror: str = UNREACHABLE, md5: str | None | bool = True) -> Source:
+    def source(self, mirror: str = UNREACHABLE, md5: str | bool | None = True) -> Source:
         return Source({"archive": RemoteFile(ARCHIVE, self.tar_md5 if md5 is True else md5)}, (mirror,))
 
 
@@ -52,8 +51,12 @@ def dump(path: Path, obj: object) -> None:
 
 
 def batch(images: np.ndarray, labels: np.ndarray, label: str, bytes_keys: bool = False) -> dict:
-    d = {"batch_label": label, "labels": [int(x) for x in labels], "data": images.reshape(len(images), -1),
-         "filenames": [f"{label.replace(' ', '_')}_{i}.png" for i in range(len(images))]}
+    d = {
+        "batch_label": label,
+        "labels": [int(x) for x in labels],
+        "data": images.reshape(len(images), -1),
+        "filenames": [f"{label.replace(' ', '_')}_{i}.png" for i in range(len(images))],
+    }
     return {k.encode(): v for k, v in d.items()} if bytes_keys else d
 
 
@@ -84,8 +87,16 @@ def cifar(tmp_path) -> Cifar:
     dump(folder / "batches.meta", {"num_cases_per_batch": per, "label_names": NAMES, "num_vis": 3072})
     (folder / "readme.html").write_text("<html></html>")  # the real archive has one too
     tarball = make_tarball(folder, tmp_path / "tar")
-    return Cifar(tmp_path / "tar", tmp_path / "ext", {f.name: md5(f) for f in folder.iterdir()}, md5(tarball),
-                 images[:n_train], labels[:n_train], images[n_train:], labels[n_train:])
+    return Cifar(
+        tmp_path / "tar",
+        tmp_path / "ext",
+        {f.name: md5(f) for f in folder.iterdir()},
+        md5(tarball),
+        images[:n_train],
+        labels[:n_train],
+        images[n_train:],
+        labels[n_train:],
+    )
 
 
 def cfg(root: Path | None = None, val_fraction: float = 0.2) -> DataConfig:
@@ -101,11 +112,14 @@ def assert_same(a, b) -> None:
 
 # -- the three local layouts --------------------------------------------------------------
 
+
 def test_local_layouts_agree_keep_pixels_and_never_touch_the_network(cifar):
     requests: list = []
     with local_mirror(cifar.tar_dir, requests=requests) as url:
-        specs = [load(cfg(root), seed=3, source=cifar.source(url), batch_md5=cifar.batch_md5)
-                 for root in (cifar.tar_dir, cifar.ext_dir, cifar.folder)]
+        specs = [
+            load(cfg(root), seed=3, source=cifar.source(url), batch_md5=cifar.batch_md5)
+            for root in (cifar.tar_dir, cifar.ext_dir, cifar.folder)
+        ]
     assert requests == []
     for other in specs[1:]:
         assert_same(specs[0], other)
@@ -151,6 +165,7 @@ def test_registered_and_missing_files_are_explained(cifar, tmp_path):
 
 # -- download -----------------------------------------------------------------------------
 
+
 def test_downloads_verifies_and_reuses_the_cache(cifar, tmp_path):
     cache = tmp_path / "cache"
     with local_mirror(cifar.tar_dir) as url:
@@ -162,6 +177,7 @@ def test_downloads_verifies_and_reuses_the_cache(cifar, tmp_path):
 
 
 # -- corrupt input ------------------------------------------------------------------------
+
 
 def test_tarball_checksum_mismatch_served_and_local(cifar, tmp_path):
     cache = tmp_path / "cache"
@@ -177,13 +193,18 @@ def test_a_local_tarball_recompressed_is_genuine_by_its_batches(cifar, tmp_path,
     import gzip
 
     tar = gzip.decompress(cifar.tarball.read_bytes())
-    blob = {"gzip level 1": gzip.compress(tar, compresslevel=1),
-            "gzip level 9, other mtime": gzip.compress(tar, compresslevel=9, mtime=42), "plain tar": tar}[wrapping]
+    blob = {
+        "gzip level 1": gzip.compress(tar, compresslevel=1),
+        "gzip level 9, other mtime": gzip.compress(tar, compresslevel=9, mtime=42),
+        "plain tar": tar,
+    }[wrapping]
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / ARCHIVE).write_bytes(blob)
     assert md5(tmp_path / "copy" / ARCHIVE) != cifar.tar_md5
-    assert_same(load(cfg(tmp_path / "copy"), seed=0, source=cifar.source(), batch_md5=cifar.batch_md5),
-                load(cfg(cifar.folder), seed=0, batch_md5=cifar.batch_md5))
+    assert_same(
+        load(cfg(tmp_path / "copy"), seed=0, source=cifar.source(), batch_md5=cifar.batch_md5),
+        load(cfg(cifar.folder), seed=0, batch_md5=cifar.batch_md5),
+    )
 
 
 def test_truncated_tarball_and_bad_batch_checksum(cifar, tmp_path):
@@ -242,9 +263,11 @@ def test_safe_pickle_reads_python2_era_numpy_names():
         out = safe_pickle.load(data, "x")
         assert np.array_equal(out[b"data"], arr) and out[b"data"].dtype == np.uint8
     # a Python 2 cPickle of {'data': array([1, 2, 255], uint8)}: py2 str for keys and bytes, no _codecs
-    py2 = (b"\x80\x02}q\x00U\x04dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03K\x00"
-           b"\x85U\x01b\x87Rq\x04(K\x01K\x03\x85cnumpy\ndtype\nq\x05U\x02u1K\x00K\x01\x87Rq\x06(K\x03U\x01|NNN"
-           b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x03\x01\x02\xfftbs.")
+    py2 = (
+        b"\x80\x02}q\x00U\x04dataq\x01cnumpy.core.multiarray\n_reconstruct\nq\x02cnumpy\nndarray\nq\x03K\x00"
+        b"\x85U\x01b\x87Rq\x04(K\x01K\x03\x85cnumpy\ndtype\nq\x05U\x02u1K\x00K\x01\x87Rq\x06(K\x03U\x01|NNN"
+        b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x03\x01\x02\xfftbs."
+    )
     out = safe_pickle.load(py2, "py2")
     assert list(out) == ["data"] and out["data"].tolist() == [1, 2, 255] and out["data"].dtype == np.uint8
     with pytest.raises(PrunelabError, match=r"x: refused to load builtins eval"):

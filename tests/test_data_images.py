@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from mirror import local_mirror
 from PIL import Image
 
-from mirror import local_mirror
 from prunelab.config import DataConfig
-from prunelab.data import DATASETS
-from prunelab.data import realwaste
+from prunelab.data import DATASETS, realwaste
 from prunelab.data.images import decode
 from prunelab.data.sources import RemoteFile, Source
 from prunelab.errors import PrunelabError
@@ -54,8 +53,14 @@ def make_folder(root: Path, n: int = 10) -> Path:
 
 
 def cfg(root, name="imagefolder", **kw) -> DataConfig:
-    return DataConfig(name=name, root=None if root is None else str(root), image_size=kw.pop("image_size", 8),
-                      val_fraction=kw.pop("val_fraction", 0.2), test_fraction=kw.pop("test_fraction", 0.2), **kw)
+    return DataConfig(
+        name=name,
+        root=None if root is None else str(root),
+        image_size=kw.pop("image_size", 8),
+        val_fraction=kw.pop("val_fraction", 0.2),
+        test_fraction=kw.pop("test_fraction", 0.2),
+        **kw,
+    )
 
 
 def load_folder(root, seed=0, **kw):
@@ -73,6 +78,7 @@ def assert_same(a, b) -> None:
 
 
 # -- imagefolder ----------------------------------------------------------------------------
+
 
 def test_imagefolder_decodes_every_mode_with_sorted_classes(tmp_path):
     spec = load_folder(make_folder(tmp_path / "f"))
@@ -123,11 +129,12 @@ def test_split_is_stratified_disjoint_complete_and_seeded(tmp_path):
 
 # -- errors -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kind", ["random", "truncated"])
 def test_undecodable_image_is_an_error_naming_it(tmp_path, kind):
     root = make_folder(tmp_path / "f")
     noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8))
-    data = np.random.default_rng(1).bytes(500) if kind == "random" else jpeg_bytes(noise)[:len(jpeg_bytes(noise)) // 2]
+    data = np.random.default_rng(1).bytes(500) if kind == "random" else jpeg_bytes(noise)[: len(jpeg_bytes(noise)) // 2]
     (root / "dog" / "x.jpg").write_bytes(data)
     with pytest.raises(PrunelabError, match=r"dog/x\.jpg: cannot decode image"):
         load_folder(root)
@@ -168,7 +175,7 @@ def waste(tmp_path_factory):
     """The published layout, extracted (ext/) and zipped (zip/realwaste.zip), with small counts."""
     base = tmp_path_factory.mktemp("waste")
     rng = np.random.default_rng(0)
-    for c, (cls, n) in enumerate(EXPECTED.items()):
+    for cls, n in EXPECTED.items():
         for i in range(1, n + 1):
             colour = tuple(int(v) for v in rng.integers(0, 256, 3))
             save(base / "ext" / PREFIX / cls / f"{cls}_{i}.jpg", solid(colour, (24, 18)), format="JPEG")
@@ -216,22 +223,22 @@ def test_realwaste_counts_and_classes_are_checked(waste, tmp_path):
     write_zip(tmp_path / "nopaper" / "realwaste.zip", waste / "ext", skip="Paper")
     with pytest.raises(PrunelabError, match=r"realwaste.zip: RealWaste class folder\(s\) Paper missing"):
         load_waste(tmp_path / "nopaper")
-    with pytest.raises(PrunelabError, match="neither realwaste.zip nor the RealWaste class folders"):
+    with pytest.raises(PrunelabError, match=r"neither realwaste\.zip nor the RealWaste class folders"):
         load_waste(tmp_path / "nopaper" / "..")
 
 
 def test_corrupt_realwaste_zip_is_an_error(waste, tmp_path):
     data = (waste / "zip" / "realwaste.zip").read_bytes()
     (tmp_path / "cut").mkdir()
-    (tmp_path / "cut" / "realwaste.zip").write_bytes(data[:int(len(data) * 0.6)])
+    (tmp_path / "cut" / "realwaste.zip").write_bytes(data[: int(len(data) * 0.6)])
     with pytest.raises(PrunelabError, match=r"cut/realwaste.zip: not a readable zip archive"):
         load_waste(tmp_path / "cut")
     member = f"{PREFIX}/Metal/Metal_2.jpg"
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         offset = zf.getinfo(member).header_offset
-    name_len, extra_len = struct.unpack("<HH", data[offset + 26:offset + 30])
+    name_len, extra_len = struct.unpack("<HH", data[offset + 26 : offset + 30])
     at = offset + 30 + name_len + extra_len + 40  # inside the member's stored bytes
     (tmp_path / "flip").mkdir()
-    (tmp_path / "flip" / "realwaste.zip").write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:])
+    (tmp_path / "flip" / "realwaste.zip").write_bytes(data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :])
     with pytest.raises(PrunelabError, match=rf"flip/realwaste.zip: corrupt zip archive at member {member} .*CRC"):
         load_waste(tmp_path / "flip")

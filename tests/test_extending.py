@@ -14,14 +14,14 @@ import pytest
 import torch
 import yaml
 
-from prunelab.pruning.options import configure
 from prunelab import atomic
+from prunelab.config import FinetuneConfig, SweepConfig
+from prunelab.measure import METRICS, Column, Metric, Subject
+from prunelab.pipeline.sweep import Sweep, run_sweep
+from prunelab.pruning import METHODS
+from prunelab.pruning.options import configure
 from prunelab.report import columns as report
 from prunelab.train import checkpoint
-from prunelab.config import FinetuneConfig, ModelConfig, PruneConfig, SweepConfig
-from prunelab.measure import METRICS, Column, Metric, Subject
-from prunelab.pruning import METHODS
-from prunelab.pipeline.sweep import Sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,8 +30,8 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def readme_block(section: str, language: str = "python", index: int = 0) -> str:
     """The ``index``-th code block in ``language`` under the README heading ``section``."""
-    text = README[README.index(section):]
-    text = text[:text.index("\n### ", 1)] if "\n### " in text[1:] else text
+    text = README[README.index(section) :]
+    text = text[: text.index("\n### ", 1)] if "\n### " in text[1:] else text
     blocks = text.split(f"```{language}\n")[1:]
     return blocks[index].split("```")[0]
 
@@ -57,12 +57,17 @@ def test_registering_the_same_name_twice_is_loud(first_k):
         METHODS.add(first_k)
 
 
-def test_a_new_method_runs_through_the_prune_stage(first_k, tiny_model, tiny_model_cfg, tiny_data, tmp_path,
-                                                   monkeypatch):
+def test_a_new_method_runs_through_the_prune_stage(
+    first_k, tiny_model, tiny_model_cfg, tiny_data, tmp_path, monkeypatch
+):
     work = tmp_path / "work"
     (work / "models/baseline").mkdir(parents=True)
-    checkpoint.save(work / "models/baseline/seed-0.pt", checkpoint.Checkpoint(
-        tiny_model, tiny_model_cfg, tiny_data.input_shape, tiny_data.num_classes, meta={"dataset": "toy"}))
+    checkpoint.save(
+        work / "models/baseline/seed-0.pt",
+        checkpoint.Checkpoint(
+            tiny_model, tiny_model_cfg, tiny_data.input_shape, tiny_data.num_classes, meta={"dataset": "toy"}
+        ),
+    )
     (work / "params.yaml").write_text(yaml.safe_dump({"prune": {"method": "first_k", "sparsity": 0.5}}))
     monkeypatch.chdir(work)
     for var in ("DVC_ROOT", "MLFLOW_TRACKING_URI", "DVC_EXP_NAME"):
@@ -79,7 +84,7 @@ def test_a_new_method_runs_through_the_prune_stage(first_k, tiny_model, tiny_mod
     assert pruned.meta["method"] == "first_k"
     for name, mask in pruned.masks.items():  # the method's own rule: the front half is gone
         flat = mask.flatten()
-        assert not flat[: flat.numel() // 2].any() and flat[flat.numel() // 2:].all(), name
+        assert not flat[: flat.numel() // 2].any() and flat[flat.numel() // 2 :].all(), name
 
 
 def test_a_new_method_runs_through_the_sweep_and_its_table(first_k, tiny_model, tiny_data, tmp_path):
@@ -110,15 +115,19 @@ def test_the_readme_metric_measures_and_its_stage_example_parses(tiny_model, tmp
 
 
 def test_a_metric_declares_its_columns_and_may_return_no_others():
-    metric = Metric("weight_norm", "the L2 norm of all parameters", (Column("weight_norm", "L2 norm"),),
-                    lambda s: {"weight_norm": 1.0, "surprise": 2.0})
+    metric = Metric(
+        "weight_norm",
+        "the L2 norm of all parameters",
+        (Column("weight_norm", "L2 norm"),),
+        lambda s: {"weight_norm": 1.0, "surprise": 2.0},
+    )
     with pytest.raises(ValueError, match=r"metric 'weight_norm' returned undeclared columns \['surprise'\]"):
         metric(Subject(model=None))
 
 
 def test_sweep_table_columns_come_from_the_metrics_declarations():
     declared = [c.name for c in METRICS.get("parameters").columns if c.table]
-    assert report.POINT_COLUMNS[len(report.POINT_IDENTITY):len(report.POINT_IDENTITY) + len(declared)] == declared
+    assert report.POINT_COLUMNS[len(report.POINT_IDENTITY) : len(report.POINT_IDENTITY) + len(declared)] == declared
     hidden = {c.name for name in METRICS.names() for c in METRICS.get(name).columns if not c.point}
     assert "params_before" in hidden and not hidden & report.POINT_KEYS
     for regime, _, _ in report.REGIMES:

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from prunelab.pruning.options import configure
-from prunelab.train import checkpoint
-from prunelab.config import FinetuneConfig, PruneConfig
+from prunelab.config import FinetuneConfig
 from prunelab.pruning import METHODS, MaskMethod
 from prunelab.pruning.masks import make_permanent
+from prunelab.pruning.options import configure
 from prunelab.pruning.point import prune
+from prunelab.train import checkpoint
 from prunelab.train.evaluate import evaluate
 from prunelab.train.fit import fit
 
@@ -39,8 +39,12 @@ def test_checkpoint_roundtrip_is_safe_and_exact(tmp_path, tiny_model, tiny_model
     _, masks = prune_masks(tiny_model, "weight", 0.5)
     make_permanent(tiny_model)
     path = tmp_path / "m.pt"
-    checkpoint.save(path, checkpoint.Checkpoint(tiny_model, tiny_model_cfg, tiny_data.input_shape,
-                                                tiny_data.num_classes, masks, {"method": "weight"}))
+    checkpoint.save(
+        path,
+        checkpoint.Checkpoint(
+            tiny_model, tiny_model_cfg, tiny_data.input_shape, tiny_data.num_classes, masks, {"method": "weight"}
+        ),
+    )
     torch.load(path, weights_only=True)  # no arbitrary pickle inside
     loaded = checkpoint.load(path)
     x = tiny_data.test.images.float() / 255
@@ -55,6 +59,8 @@ def test_checkpoint_roundtrip_is_safe_and_exact(tmp_path, tiny_model, tiny_model
 def test_saving_with_masks_attached_is_refused(tmp_path, tiny_model, tiny_model_cfg, tiny_data):
     prune_masks(tiny_model, "weight", 0.5)
     with pytest.raises(ValueError, match="make pruning permanent"):
-        checkpoint.save(tmp_path / "m.pt", checkpoint.Checkpoint(
-            tiny_model, tiny_model_cfg, tiny_data.input_shape, tiny_data.num_classes))
+        checkpoint.save(
+            tmp_path / "m.pt",
+            checkpoint.Checkpoint(tiny_model, tiny_model_cfg, tiny_data.input_shape, tiny_data.num_classes),
+        )
     assert not (tmp_path / "m.pt").exists()

@@ -8,14 +8,14 @@ import dataclasses
 import pytest
 import torch
 
-from prunelab.pruning.options import configure
-from prunelab.config import FinetuneConfig, PruneConfig, TrainConfig
+from prunelab.config import FinetuneConfig, TrainConfig
 from prunelab.errors import ConfigError, PrunelabError
-from prunelab.pruning.imp import RewindPoints, iterate, levels, plan, rewind_state
-from prunelab.pruning import METHODS, prunable_layers
-from prunelab.pruning.masks import dense_masks
-from prunelab.pruning.rewind import parse_rewind, state_digest
 from prunelab.pipeline.sweep import Sweep, run_sweep
+from prunelab.pruning import METHODS, prunable_layers
+from prunelab.pruning.imp import RewindPoints, iterate, levels, plan, rewind_state
+from prunelab.pruning.masks import dense_masks
+from prunelab.pruning.options import configure
+from prunelab.pruning.rewind import parse_rewind, state_digest
 from prunelab.train.fit import fit
 
 CPU = torch.device("cpu")
@@ -64,8 +64,17 @@ def test_imp_masks_only_grow_and_reach_each_level_exactly(trained, tiny_data):
     assert ks == [0.0, 0.5, 0.75, 0.9] and levels([0.0, 0.5, 0.9], 0.6) == [0.0, 0.5, 0.6]
     previous = None
     seen = []
-    for level in iterate(model, METHODS.get("weight"), False, ks, points.init, tiny_data,
-                         dataclasses.replace(TRAIN, epochs=1), seed=0, device=CPU):
+    for level in iterate(
+        model,
+        METHODS.get("weight"),
+        False,
+        ks,
+        points.init,
+        tiny_data,
+        dataclasses.replace(TRAIN, epochs=1),
+        seed=0,
+        device=CPU,
+    ):
         seen.append(level.sparsity)
         for name, layer in prunable_layers(model, False).items():
             mask = level.masks[name]
@@ -102,7 +111,7 @@ def test_epoch_n_replays_the_baseline_exactly_or_refuses(trained, tiny_data):
     assert rewind_state(model, points, parse_rewind("r", "init"), tiny_data, CPU) is points.init
     assert rewind_state(model, points, parse_rewind("r", "none"), tiny_data, CPU) is None
     tampered = dataclasses.replace(points, epoch_digests=["0" * 64] * 3)
-    with pytest.raises(PrunelabError, match="epoch:1: replaying the baseline's first 1 epochs .* other weights"):
+    with pytest.raises(PrunelabError, match=r"epoch:1: replaying the baseline's first 1 epochs .* other weights"):
         rewind_state(model, tampered, parse_rewind("r", "epoch:1"), tiny_data, CPU)
 
 
@@ -117,8 +126,15 @@ def test_plan_refuses_an_unreachable_rewind_and_none_without_finetuning(trained,
         plan(model, {}, "b.pt", dataclasses.replace(iterative, rewind="init"), None, tiny_data, CPU)
     how = plan(model, points.as_blob(), "b.pt", dataclasses.replace(iterative, rewind="epoch:1"), None, tiny_data, CPU)
     assert how.train.epochs == 2 and how.train.lr == TRAIN.lr  # the baseline's training from epoch 1 on
-    how = plan(model, points.as_blob(), "b.pt", dataclasses.replace(iterative, rewind="none"),
-               FinetuneConfig(epochs=1), tiny_data, CPU)
+    how = plan(
+        model,
+        points.as_blob(),
+        "b.pt",
+        dataclasses.replace(iterative, rewind="none"),
+        FinetuneConfig(epochs=1),
+        tiny_data,
+        CPU,
+    )
     assert how.state is None and how.train == FinetuneConfig(epochs=1)
 
 
@@ -130,6 +146,5 @@ def test_an_iterative_sweep_adds_an_imp_regime_at_every_point(trained, tiny_data
     sweep = Sweep(copy.deepcopy(model), tiny_data, FinetuneConfig(epochs=1), 0, CPU, iterative=how)
     result = run_sweep(sweep, cfg, "weight", [0.0, 0.5, 0.8])
     assert [p["sparsity"] for p in result] == [0.0, 0.5, 0.8] and {p["seed"] for p in result} == {0}
-    assert all(0.0 <= p["iterative_test_accuracy"] <= 1.0 and p["finetuned_test_accuracy"] is not None
-               for p in result)
+    assert all(0.0 <= p["iterative_test_accuracy"] <= 1.0 and p["finetuned_test_accuracy"] is not None for p in result)
     assert result[0]["iterative_test_accuracy"] == result[0]["oneshot_test_accuracy"]  # level 0: the baseline

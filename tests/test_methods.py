@@ -55,15 +55,22 @@ def test_options_only_another_method_reads_are_refused_naming_their_owners(name)
                 configure(method=name, **{option: not default if isinstance(default, bool) else "other"})
 
 
-@pytest.mark.parametrize("study", [configure(), configure(method="unit", physical=True),
-                                   configure(method="filter", threshold=0.5, sparsity=None, norm="l1"),
-                                   configure(schedule="polynomial", sparsity=0.5, initial_sparsity=0.3)])
+@pytest.mark.parametrize(
+    "study",
+    [
+        configure(),
+        configure(method="unit", physical=True),
+        configure(method="filter", threshold=0.5, sparsity=None, norm="l1"),
+        configure(schedule="polynomial", sparsity=0.5, initial_sparsity=0.3),
+    ],
+)
 @pytest.mark.parametrize("name", METHODS.names())
 def test_a_sweep_point_is_the_study_config_for_one_method_at_one_k(study, name):
     own = set(METHODS.get(name).option_keys())
     given = {k: v for k, v in study.given.items() if k in own}
-    gradual_structural = study.schedule != "oneshot" and METHODS.get(name).kind(
-        configure(method=name, **given)) == STRUCTURAL
+    gradual_structural = (
+        study.schedule != "oneshot" and METHODS.get(name).kind(configure(method=name, **given)) == STRUCTURAL
+    )
     if gradual_structural:
         with pytest.raises(ConfigError, match=rf"prune\.schedule.*sweep\.methods includes '{name}'"):
             point_config(study, name, 0.25)
@@ -99,9 +106,11 @@ def test_nothing_outside_pruning_compares_a_method_name():
 
 def test_report_plotting_and_sweep_config_import_no_torch():
     """The plot stage needs only these: it must not pay torch's start-up."""
-    code = ("import sys; import prunelab.report.sweep, prunelab.report.figures, prunelab.pruning as p; "
-            "p.sweep_config({}); p.configure(method='unit', physical=True); "
-            "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))")
+    code = (
+        "import sys; import prunelab.report.sweep, prunelab.report.figures, prunelab.pruning as p; "
+        "p.sweep_config({}); p.configure(method='unit', physical=True); "
+        "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

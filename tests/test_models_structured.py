@@ -9,17 +9,17 @@ import functools
 import pytest
 import torch
 
-from prunelab.pruning.options import configure
-from prunelab.train import checkpoint
-from prunelab.config import ModelConfig, PruneConfig
+from prunelab.config import ModelConfig
 from prunelab.errors import ConfigError
 from prunelab.measure.parameters import count_params
 from prunelab.models import MODELS, check_input_size
 from prunelab.pruning import METHODS, STRUCTURAL
 from prunelab.pruning.layers import classifier_name
 from prunelab.pruning.masks import make_permanent
+from prunelab.pruning.options import configure
 from prunelab.pruning.point import prune
 from prunelab.pruning.structured import conv_layers, hidden_linear_layers, remove_filters
+from prunelab.train import checkpoint
 
 SHAPES = {"mlp": (1, 28, 28), "mnist_cnn": (1, 28, 28)}  # the rest: CIFAR-sized
 CLASSES = 7
@@ -62,7 +62,7 @@ def test_method_prunes_and_model_still_runs_with_classifier_intact(name, method)
     x = torch.rand(2, *shape)
     classifier = classifier_name(model)
     before = count_params(model)
-    layers, masks, structure = prune_point(model, method, 0.5, shape)
+    layers, _, structure = prune_point(model, method, 0.5, shape)
     make_permanent(model)
     assert model(x).shape == (2, CLASSES)
     assert model.get_submodule(classifier).out_features == CLASSES
@@ -157,7 +157,7 @@ def test_r2_literal_threshold_is_scale_dependent():
     norm near sqrt(1/3) = 0.577 whatever its size, so R2's absolute 0.5 (a Keras number) removes none."""
     model, shape = build("cifar_cnn")
     norms = torch.cat([c.weight.detach().flatten(1).norm(dim=1) for c in conv_layers(model).values()])
-    assert 0.5 < float(norms.min()) and abs(float(norms.mean()) - 3 ** -0.5) < 0.02
+    assert 0.5 < float(norms.min()) and abs(float(norms.mean()) - 3**-0.5) < 0.02
     assert remove_filters(model, shape, threshold=0.5).report()["param_reduction"] == 0.0
 
 
@@ -174,8 +174,9 @@ def test_physical_unit_pruning_shrinks_every_hidden_linear_layer(name, tmp_path)
     before = count_params(model)
     _, masks, structure = prune_point(model, "unit", 0.5, shape, physical=True)
     assert masks == {}  # nothing left to mask: the units are gone
-    assert {n: m.out_features for n, m in hidden_linear_layers(model).items()} == \
-        {n: w - round(0.5 * w) for n, w in widths.items()}
+    assert {n: m.out_features for n, m in hidden_linear_layers(model).items()} == {
+        n: w - round(0.5 * w) for n, w in widths.items()
+    }
     assert structure["params_after"] == count_params(model) < before
     assert structure["units_removed_fraction"] == pytest.approx(0.5, abs=0.01)
     untouched, _ = build(name)
@@ -203,11 +204,14 @@ def test_physical_unit_pruning_computes_what_the_masks_compute():
         assert rows.sum() == hidden_linear_layers(removed)[name].out_features
 
 
-@pytest.mark.parametrize(("name", "method", "physical", "reason"), [
-    ("mlp", "filter", False, "no convolution layers"),
-    ("resnet101", "unit", False, "no fully connected layer besides the classifier"),
-    ("resnet101", "unit", True, "no fully connected layer besides the classifier"),
-])
+@pytest.mark.parametrize(
+    ("name", "method", "physical", "reason"),
+    [
+        ("mlp", "filter", False, "no convolution layers"),
+        ("resnet101", "unit", False, "no fully connected layer besides the classifier"),
+        ("resnet101", "unit", True, "no fully connected layer besides the classifier"),
+    ],
+)
 def test_a_method_that_would_prune_nothing_is_refused_by_name(name, method, physical, reason):
     model, shape = build(name)
     cfg = configure(method=method, physical=physical)
@@ -219,5 +223,7 @@ def test_a_method_that_would_prune_nothing_is_refused_by_name(name, method, phys
 
 def test_refusal_lists_the_methods_that_do_apply():
     model, _ = build("mlp")
-    with pytest.raises(ConfigError, match=r"allowed: random, unit, weight or weight_global: model 'mlp' has no convolution"):
+    with pytest.raises(
+        ConfigError, match=r"allowed: random, unit, weight or weight_global: model 'mlp' has no convolution"
+    ):
         METHODS.get("filter").check_model(model, "mlp", configure(method="filter"))

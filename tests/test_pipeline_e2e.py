@@ -19,8 +19,13 @@ from project import copy_project, runs, sh  # tests/ is on sys.path: the helpers
 
 pytestmark = pytest.mark.e2e  # real stage processes, dvc and MLflow: the slow tier
 
-TINY = {"model": {"hidden": [64, 32]}, "train": {"epochs": 2}, "finetune": {"epochs": 2}, "prune": {"sparsity": 0.9},
-        "sweep": {"sparsities": [0.0, 0.5, 0.9], "finetune_epochs": 1}}
+TINY = {
+    "model": {"hidden": [64, 32]},
+    "train": {"epochs": 2},
+    "finetune": {"epochs": 2},
+    "prune": {"sparsity": 0.9},
+    "sweep": {"sparsities": [0.0, 0.5, 0.9], "finetune_epochs": 1},
+}
 
 
 def read_json(proj: Path, rel: str):
@@ -63,9 +68,20 @@ def test_plots_page_renders_offline(proj):
     browser = sh_util.which("chromium") or sh_util.which("chromium-browser")
     if browser is None:
         pytest.skip("no headless Chromium here to render the page (README: the documented check)")
-    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000",
-                          "--dump-dom", (proj / "dvc_plots" / "index.html").as_uri()],
-                         capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=8000",
+            "--dump-dom",
+            (proj / "dvc_plots" / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     assert dom.count('class="vega-embed') >= 3 and dom.count("<svg") >= 3  # drawn, not just embedded
 
 
@@ -79,7 +95,8 @@ def test_repro_writes_metrics_sweep_table_and_plots(proj):
     with open(proj / "results/sweep.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["method"], r["seed"], float(r["sparsity"])) for r in rows] == [
-        (m, "0", k) for m in ("weight", "unit") for k in (0.0, 0.5, 0.9)]
+        (m, "0", k) for m in ("weight", "unit") for k in (0.0, 0.5, 0.9)
+    ]
     assert all(r["finetuned_test_accuracy"] for r in rows)
     assert (proj / "results/plots/sweep.png").stat().st_size > 10_000
     shown = sh(proj, "dvc", "metrics", "show").stdout
@@ -102,8 +119,9 @@ def test_every_model_is_exported_and_measured_counts_exact_and_timings_apart(pro
     # every sweep point: its counts in the sweep table, its timings beside them
     with open(proj / "results/efficiency/points.csv") as fh:
         points = list(csv.DictReader(fh))
-    assert len(points) == 6 and all(float(p["export_bytes"]) > 0 and float(p["export_latency_b1_ms"]) > 0
-                                    for p in points)
+    assert len(points) == 6 and all(
+        float(p["export_bytes"]) > 0 and float(p["export_latency_b1_ms"]) > 0 for p in points
+    )
     with open(proj / "results/sweep.csv") as fh:
         table = list(csv.DictReader(fh))
     assert [r["export_bytes"] for r in table] == [p["export_bytes"] for p in points]
@@ -196,8 +214,15 @@ def test_adding_a_seed_runs_only_that_seeds_stages_and_plots_mean_and_spread(pro
         (proj / "params.yaml").write_text(original)
     ran = stages_run(out)
     assert {"train_baseline@1", "sweep@weight-1", "sweep@unit-1", "plot"} <= ran
-    assert not ran & {"fetch_data", "train_baseline@0", "sweep@weight-0", "sweep@unit-0", "prune", "finetune",
-                      "evaluate"}
+    assert not ran & {
+        "fetch_data",
+        "train_baseline@0",
+        "sweep@weight-0",
+        "sweep@unit-0",
+        "prune",
+        "finetune",
+        "evaluate",
+    }
     with open(proj / "results/sweep.csv") as fh:
         assert {r["seed"] for r in csv.DictReader(fh)} == {"0", "1"}
     with open(proj / "results/plots/curves.csv") as fh:
@@ -275,8 +300,19 @@ def test_dvc_push_then_pull_restores_the_prepared_dataset_without_a_download(pro
 
 def test_polynomial_schedule_prunes_during_finetuning(proj):
     # up to evaluate only: the sweep's gradual points are tested in test_schedule.py
-    out = sh(proj, "dvc", "exp", "run", "evaluate", "-S", "prune.schedule=polynomial", "-S", "prune.sparsity=0.6",
-             "-S", "prune.steps=3").stdout
+    out = sh(
+        proj,
+        "dvc",
+        "exp",
+        "run",
+        "evaluate",
+        "-S",
+        "prune.schedule=polynomial",
+        "-S",
+        "prune.sparsity=0.6",
+        "-S",
+        "prune.steps=3",
+    ).stdout
     assert "Stage 'train_baseline@0' didn't change, skipping" in out
     assert "Running stage 'finetune'" in out and "pruned gradually to sparsity 0.6" in out
     assert read_json(proj, "metrics/prune.json")["sparsity_prunable"] == 0.0  # the ramp starts dense
@@ -287,9 +323,22 @@ def test_polynomial_schedule_prunes_during_finetuning(proj):
 
 
 def test_physical_unit_pruning_runs_through_every_stage(proj):
-    sh(proj, "dvc", "exp", "run", "-S", "prune.method=unit", "-S", "prune.physical=true", "-S", "prune.sparsity=0.5",
-       "-S", "prune.schedule=oneshot",  # an experiment leaves its params in the workspace
-       "-S", "sweep.methods=[unit]")
+    sh(
+        proj,
+        "dvc",
+        "exp",
+        "run",
+        "-S",
+        "prune.method=unit",
+        "-S",
+        "prune.physical=true",
+        "-S",
+        "prune.sparsity=0.5",
+        "-S",
+        "prune.schedule=oneshot",  # an experiment leaves its params in the workspace
+        "-S",
+        "sweep.methods=[unit]",
+    )
     prune = read_json(proj, "metrics/prune.json")
     assert prune["units_removed_fraction"] == pytest.approx(0.5, abs=0.01)
     assert prune["params_after"] < prune["params_before"] and prune["sparsity_prunable"] == 0.0
@@ -301,9 +350,25 @@ def test_physical_unit_pruning_runs_through_every_stage(proj):
 
 
 def test_iterative_pruning_drives_prune_finetune_evaluate(proj):
-    out = sh(proj, "dvc", "exp", "run", "evaluate", "-S", "prune.schedule=iterative", "-S", "prune.rewind=epoch:1",
-             "-S", "prune.method=weight", "-S", "prune.physical=false", "-S", "prune.sparsity=0.9",
-             "-S", "sweep.sparsities=[0.0,0.5,0.9]").stdout
+    out = sh(
+        proj,
+        "dvc",
+        "exp",
+        "run",
+        "evaluate",
+        "-S",
+        "prune.schedule=iterative",
+        "-S",
+        "prune.rewind=epoch:1",
+        "-S",
+        "prune.method=weight",
+        "-S",
+        "prune.physical=false",
+        "-S",
+        "prune.sparsity=0.9",
+        "-S",
+        "sweep.sparsities=[0.0,0.5,0.9]",
+    ).stdout
     assert "Stage 'train_baseline@0' didn't change, skipping" in out
     assert "replay baseline to epoch 1" in out  # epoch:1 replays the first epoch and checks its digest
     assert read_json(proj, "metrics/prune.json")["sparsity_prunable"] == pytest.approx(0.9, abs=1e-4)
@@ -327,7 +392,7 @@ def write_photos(folder: Path, per_class: int = 12) -> None:
     from PIL import Image
 
     rng = np.random.default_rng(0)
-    for c, (name, colour) in enumerate({"cat": (200, 40, 40), "dog": (40, 200, 40), "owl": (40, 40, 200)}.items()):
+    for name, colour in {"cat": (200, 40, 40), "dog": (40, 200, 40), "owl": (40, 40, 200)}.items():
         (folder / name).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             img = np.clip(rng.normal(colour, 30, (24, 30, 3)), 0, 255).astype(np.uint8)
@@ -341,9 +406,26 @@ def test_own_image_folder_worked_example(proj):
     sh(proj, "dvc", "add", "data/local/photos")
     sh(proj, "git", "add", "data/local/photos.dvc", "data/local/.gitignore")
     sh(proj, "git", "commit", "-qm", "my photos")
-    out = sh(proj, "dvc", "exp", "run", "-S", "data.name=imagefolder", "-S", "data.root=data/local/photos",
-             "-S", "data.image_size=16", "-S", "data.augment=true", "-S", "model.name=cifar_cnn",
-             "-S", "sweep.sparsities=[0.0,0.5]", "-S", "sweep.methods=[weight]").stdout
+    out = sh(
+        proj,
+        "dvc",
+        "exp",
+        "run",
+        "-S",
+        "data.name=imagefolder",
+        "-S",
+        "data.root=data/local/photos",
+        "-S",
+        "data.image_size=16",
+        "-S",
+        "data.augment=true",
+        "-S",
+        "model.name=cifar_cnn",
+        "-S",
+        "sweep.sparsities=[0.0,0.5]",
+        "-S",
+        "sweep.methods=[weight]",
+    ).stdout
     assert "Running stage 'fetch_data'" in out and "Running stage 'train_baseline@0'" in out
     summary = read_json(proj, "metrics/data.json")
     assert summary["dataset"] == "imagefolder" and summary["classes"] == 3 and summary["input_shape"] == [3, 16, 16]
@@ -353,4 +435,3 @@ def test_own_image_folder_worked_example(proj):
     (photos / "cat" / "new.png").write_bytes((photos / "cat" / "0.png").read_bytes())
     status = sh(proj, "dvc", "status").stdout
     assert "fetch_data" in status and "data/local" in status
-

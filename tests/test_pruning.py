@@ -52,7 +52,7 @@ def test_sparsity_zero_changes_nothing(tiny_model, method):
 
 @pytest.mark.parametrize("k", SPARSITIES)
 def test_weight_achieves_exact_per_layer_sparsity(tiny_model, k):
-    layers, masks = masks_for(tiny_model, "weight", k)
+    _, masks = masks_for(tiny_model, "weight", k)
     for name, mask in masks.items():
         n = mask.numel()
         assert int((mask == 0).sum()) == round(k * n), name
@@ -68,7 +68,7 @@ def test_weight_threshold_separates_kept_from_pruned(tiny_model, k):
 
 @pytest.mark.parametrize("k", SPARSITIES)
 def test_unit_zeros_exactly_k_whole_rows_and_nothing_else(tiny_model, k):
-    layers, masks = masks_for(tiny_model, "unit", k)
+    _, masks = masks_for(tiny_model, "unit", k)
     for name, mask in masks.items():
         row_alive = mask.sum(dim=1)
         assert set(row_alive.unique().tolist()) <= {0.0, float(mask.shape[1])}, "a row is partly pruned"

@@ -6,12 +6,30 @@ from prunelab.report.curves import holds_until, mean_std
 from prunelab.report.sweep import curves, load_sweep, summary
 
 POINTS = [
-    {"sparsity": 0.0, "nonzero_params": 1000, "oneshot_test_accuracy": 0.95, "oneshot_test_loss": 0.2,
-     "finetuned_test_accuracy": 0.96, "finetuned_test_loss": 0.1},
-    {"sparsity": 0.5, "nonzero_params": 500, "oneshot_test_accuracy": 0.945, "oneshot_test_loss": 0.3,
-     "finetuned_test_accuracy": 0.95, "finetuned_test_loss": 0.2},
-    {"sparsity": 0.9, "nonzero_params": 100, "oneshot_test_accuracy": 0.5, "oneshot_test_loss": 2.0,
-     "finetuned_test_accuracy": 0.941, "finetuned_test_loss": 0.3},
+    {
+        "sparsity": 0.0,
+        "nonzero_params": 1000,
+        "oneshot_test_accuracy": 0.95,
+        "oneshot_test_loss": 0.2,
+        "finetuned_test_accuracy": 0.96,
+        "finetuned_test_loss": 0.1,
+    },
+    {
+        "sparsity": 0.5,
+        "nonzero_params": 500,
+        "oneshot_test_accuracy": 0.945,
+        "oneshot_test_loss": 0.3,
+        "finetuned_test_accuracy": 0.95,
+        "finetuned_test_loss": 0.2,
+    },
+    {
+        "sparsity": 0.9,
+        "nonzero_params": 100,
+        "oneshot_test_accuracy": 0.5,
+        "oneshot_test_loss": 2.0,
+        "finetuned_test_accuracy": 0.941,
+        "finetuned_test_loss": 0.3,
+    },
 ]
 
 
@@ -40,19 +58,20 @@ def test_with_several_seeds_curves_are_means_with_the_sample_spread():
     rows = {(r["regime"], r["sparsity"]): r for r in curves({"weight": points})}
     one = rows[("finetuned", 0.9)]
     assert one["accuracy"] == pytest.approx(0.941) and one["seeds"] == 2
-    assert one["accuracy_std"] == pytest.approx(0.02 / 2 ** 0.5)  # sample std (ddof 1) of ±0.01
+    assert one["accuracy_std"] == pytest.approx(0.02 / 2**0.5)  # sample std (ddof 1) of ±0.01
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0) and mean_std([5.0]) == (5.0, 0.0)
 
 
 def test_holds_until_is_read_on_the_mean_over_seeds_and_reports_the_spread_there():
     # seed 1 alone would break at 0.5 (0.93 < 0.95 - 0.01); the mean (0.945) holds
-    points = ([{"seed": 0, "sparsity": k, "oneshot_test_accuracy": a} for k, a in ((0.0, 0.96), (0.5, 0.96), (0.9, 0.5))]
-              + [{"seed": 1, "sparsity": k, "oneshot_test_accuracy": a} for k, a in ((0.0, 0.94), (0.5, 0.93), (0.9, 0.6))])
+    points = [
+        {"seed": 0, "sparsity": k, "oneshot_test_accuracy": a} for k, a in ((0.0, 0.96), (0.5, 0.96), (0.9, 0.5))
+    ] + [{"seed": 1, "sparsity": k, "oneshot_test_accuracy": a} for k, a in ((0.0, 0.94), (0.5, 0.93), (0.9, 0.6))]
     assert holds_until(points, "oneshot_test_accuracy", 0.95, 0.01) == 0.5
     result = summary({"weight": points}, [0.94, 0.96], 0.01)
     assert result["baseline_test_accuracy"] == pytest.approx(0.95) and result["seeds"] == 2
     assert result["weight"]["oneshot_holds_until"] == 0.5
-    assert result["weight"]["oneshot_accuracy_std_at_holds_until"] == pytest.approx(0.03 / 2 ** 0.5)
+    assert result["weight"]["oneshot_accuracy_std_at_holds_until"] == pytest.approx(0.03 / 2**0.5)
     assert result["weight"]["oneshot_accuracy_at_max_sparsity"] == pytest.approx(0.55)
 
 

@@ -1,20 +1,20 @@
 """Gradual pruning: the polynomial schedule (pure) and pruning during fine-tuning (mechanics)."""
 
 import dataclasses
+import itertools
 
 import pytest
 import torch
 
-from prunelab.pruning.options import configure
-from prunelab.config import FinetuneConfig, PruneConfig, TrainConfig
+from prunelab.config import FinetuneConfig, TrainConfig
 from prunelab.errors import ConfigError
+from prunelab.pipeline.sweep import Sweep, run_point
 from prunelab.pruning import METHODS, MaskMethod
 from prunelab.pruning.gradual import GradualPruner
 from prunelab.pruning.masks import make_permanent
-from prunelab.pruning.options import point_config
+from prunelab.pruning.options import configure, point_config
 from prunelab.pruning.point import prune
 from prunelab.pruning.schedule import Polynomial, event_steps, gradual, polynomial_sparsity
-from prunelab.pipeline.sweep import Sweep, run_point
 from prunelab.train.fit import fit
 
 MASK_METHODS = [m.name for m in METHODS.values() if isinstance(m, MaskMethod)]
@@ -31,7 +31,7 @@ def test_polynomial_starts_ends_and_is_cubic():
     assert polynomial_sparsity(50, 100, 0.0, 0.8) == pytest.approx(0.8 - 0.8 / 8)  # (1 - 1/2)^3
     values = [polynomial_sparsity(t, 100, 0.0, 0.9) for t in range(101)]
     assert values == sorted(values)
-    steps = [b - a for a, b in zip(values, values[1:])]
+    steps = [b - a for a, b in itertools.pairwise(values)]
     assert steps == sorted(steps, reverse=True)  # fast first, slow at the end
 
 
@@ -65,7 +65,7 @@ def test_masks_only_grow_and_end_exactly_at_target(tiny_model, tiny_data, method
     cfg = TrainConfig(epochs=4, batch_size=32, lr=0.05)  # no early stopping: every event happens
     result = fit(tiny_model, tiny_data, cfg, seed=0, device=torch.device("cpu"), leave=False, pruner=pruner)
     assert pruner.done and [k for k, _ in seen] == [k for _, k in plan.events(4 * 8)]
-    for (_, before), (_, after) in zip(seen, seen[1:]):
+    for (_, before), (_, after) in itertools.pairwise(seen):
         for name in before:
             assert torch.all(after[name] <= before[name]), f"{name}: a pruned weight came back"
     assert [r["sparsity"] for r in result.history][-1] == 0.75
@@ -97,14 +97,17 @@ def test_structural_methods_cannot_be_gradual():
         configure(method="unit", physical=True, schedule="polynomial", sparsity=0.5)
 
 
-@pytest.mark.parametrize(("changes", "key"), [
-    ({"method": "filter"}, "prune.schedule"),
-    ({"initial_sparsity": 0.9}, "prune.initial_sparsity"),
-    ({"ramp": 0.0}, "prune.ramp"),
-    ({"ramp": 1.5}, "prune.ramp"),
-    ({"steps": 0}, "prune.steps"),
-    ({"power": -1}, "prune.power"),
-])
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [
+        ({"method": "filter"}, "prune.schedule"),
+        ({"initial_sparsity": 0.9}, "prune.initial_sparsity"),
+        ({"ramp": 0.0}, "prune.ramp"),
+        ({"ramp": 1.5}, "prune.ramp"),
+        ({"steps": 0}, "prune.steps"),
+        ({"power": -1}, "prune.power"),
+    ],
+)
 def test_bad_schedule_params_name_the_key(changes, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         configure(**{"schedule": "polynomial", "sparsity": 0.5, **changes})

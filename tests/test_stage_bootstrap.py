@@ -16,8 +16,14 @@ def probe(root: Path, **env: str) -> list[str]:
     (root / "stages").mkdir(parents=True)
     shutil.copy(BOOTSTRAP, root / "stages")
     clean = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
-    out = subprocess.run([sys.executable, "-c", PROBE], cwd=root / "stages", env=clean | {"PYTHONPATH": ""},
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=root / "stages",
+        env=clean | {"PYTHONPATH": ""},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return out.stdout.split()
 
 

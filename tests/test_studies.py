@@ -1,14 +1,14 @@
 """The README's one command per reference study: written verbatim there, and every value valid."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
-from pathlib import Path
-
 from prunelab import config, paths
-from prunelab.pipeline import studies
 from prunelab.data import data_config
 from prunelab.models import MODELS, check_input_size, model_config
+from prunelab.pipeline import studies
 from prunelab.pruning import METHODS, point_config, prune_config, sweep_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,8 +33,9 @@ def test_study_params_are_valid_and_its_model_fits_its_data(name):
     shape = (shape[0], shape[1] or data.image_size, shape[2] or data.image_size)
     check_input_size(model_cfg, shape, classes)
     with torch.device("meta"):
-        model = MODELS.get(model_cfg.name)(config.ModelConfig(**{**model_cfg.as_dict(), "pretrained": False}),
-                                           shape, classes)
+        model = MODELS.get(model_cfg.name)(
+            config.ModelConfig(**{**model_cfg.as_dict(), "pretrained": False}), shape, classes
+        )
     METHODS.get(prune_cfg.method).check_model(model, model_cfg.name, prune_cfg)
     for method in sweep_cfg.methods:
         for k in sweep_cfg.sparsities:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-
 TMP_PATTERN = ".{name}.*.tmp"  # ignored by git and DVC (.gitignore, .dvcignore)
 
 
@@ -83,9 +82,11 @@ def read_torch(path: str | os.PathLike[str], what: str, keys: tuple[str, ...] = 
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
-        raise PrunelabError(f"{path}: refused: it holds Python objects, not only tensors and plain values, "
-                            f"and prunelab never unpickles code; {expected}") from None
-    except Exception as exc:  # noqa: BLE001  (zip reader RuntimeError, EOFError, OSError, ...: all mean unreadable)
+        raise PrunelabError(
+            f"{path}: refused: it holds Python objects, not only tensors and plain values, "
+            f"and prunelab never unpickles code; {expected}"
+        ) from None
+    except Exception as exc:
         raise PrunelabError(f"{path}: unreadable or truncated ({reason(exc)}); {expected}") from None
     if not isinstance(blob, dict):
         raise PrunelabError(f"{path}: holds a {type(blob).__name__}, not a prunelab file; {expected}")

@@ -52,8 +52,13 @@ EFFICIENCY_PNG = EFFICIENCY_DIR / "efficiency.png"
 EFFICIENCY_SUMMARY = EFFICIENCY_DIR / "summary.json"  # what each method buys where accuracy holds
 
 # which stage writes each file that later stages load, so an error can say what to rerun
-WRITTEN_BY = {PREPARED_DATA: "fetch_data", PRUNED_MODEL: "prune", FINETUNED_MODEL: "finetune",
-              PRUNED_EXPORT: "prune", FINETUNED_EXPORT: "finetune"}
+WRITTEN_BY = {
+    PREPARED_DATA: "fetch_data",
+    PRUNED_MODEL: "prune",
+    FINETUNED_MODEL: "finetune",
+    PRUNED_EXPORT: "prune",
+    FINETUNED_EXPORT: "finetune",
+}
 
 
 def _seeded(folder: Path, seed: int, suffix: str) -> Path:
@@ -92,7 +97,7 @@ def writer(path: str | os.PathLike[str]) -> str | None:
     """The stage that writes ``path`` (None for a file no stage writes)."""
     path = Path(path)
     if path.parent == BASELINE_DIR and path.stem.startswith("seed-"):
-        return f"train_baseline@{path.stem[len('seed-'):]}"  # the DVC matrix stage of that seed
+        return f"train_baseline@{path.stem[len('seed-') :]}"  # the DVC matrix stage of that seed
     if path.parent in (PRUNED_EXPORT, FINETUNED_EXPORT):  # a file in an export folder
         return WRITTEN_BY[path.parent]
     return WRITTEN_BY.get(path)

@@ -15,15 +15,50 @@ from prunelab.config.load import load_params, section, seed
 from prunelab.config.prune import SCHEDULES, MethodOptions, PruneConfig, Rewind, parse_rewind
 from prunelab.config.section import Section
 from prunelab.config.sections import (
-    R1_SPARSITIES, DataConfig, FinetuneConfig, ModelConfig, OptimConfig, SweepConfig, TrainConfig,
+    R1_SPARSITIES,
+    DataConfig,
+    FinetuneConfig,
+    ModelConfig,
+    OptimConfig,
+    SweepConfig,
+    TrainConfig,
 )
 from prunelab.errors import ConfigError
 from prunelab.validate import (
-    check_bool, check_choice, check_float, check_fraction_open, check_int, check_name, check_sparsity,
+    check_bool,
+    check_choice,
+    check_float,
+    check_fraction_open,
+    check_int,
+    check_name,
+    check_sparsity,
     check_unique_list,
 )
 
-__all__ = ["R1_SPARSITIES", "SCHEDULES", "ConfigError", "DataConfig", "FinetuneConfig", "MethodOptions",
-           "ModelConfig", "OptimConfig", "PruneConfig", "Rewind", "Section", "SweepConfig", "TrainConfig",
-           "check_bool", "check_choice", "check_float", "check_fraction_open", "check_int", "check_name",
-           "check_sparsity", "check_unique_list", "load_params", "parse_rewind", "section", "seed"]
+__all__ = [
+    "R1_SPARSITIES",
+    "SCHEDULES",
+    "ConfigError",
+    "DataConfig",
+    "FinetuneConfig",
+    "MethodOptions",
+    "ModelConfig",
+    "OptimConfig",
+    "PruneConfig",
+    "Rewind",
+    "Section",
+    "SweepConfig",
+    "TrainConfig",
+    "check_bool",
+    "check_choice",
+    "check_float",
+    "check_fraction_open",
+    "check_int",
+    "check_name",
+    "check_sparsity",
+    "check_unique_list",
+    "load_params",
+    "parse_rewind",
+    "section",
+    "seed",
+]

@@ -20,6 +20,7 @@ S = TypeVar("S", bound=Section)
 
 # -- loading ------------------------------------------------------------------------------
 
+
 def load_params(path: str | Path = paths.PARAMS) -> dict[str, Any]:
     path = Path(path)
     try:
@@ -56,7 +57,11 @@ def seed(params: Mapping[str, Any]) -> int:
     value = check_int("seed", params.get("seed", 0), minimum=0)
     seeds = section(params, SweepConfig).seeds
     if value not in seeds:
-        raise ConfigError("seed", value, f"one of sweep.seeds {list(seeds)}: the single-model path prunes the "
-                          f"baseline trained with `seed`, and a baseline is trained for each of sweep.seeds "
-                          f"(add {value} to sweep.seeds, or pick one of them)")
+        raise ConfigError(
+            "seed",
+            value,
+            f"one of sweep.seeds {list(seeds)}: the single-model path prunes the "
+            f"baseline trained with `seed`, and a baseline is trained for each of sweep.seeds "
+            f"(add {value} to sweep.seeds, or pick one of them)",
+        )
     return value

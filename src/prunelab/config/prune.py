@@ -16,7 +16,6 @@ from prunelab.config.section import Section
 from prunelab.errors import ConfigError
 from prunelab.validate import check_bool, check_choice, check_float, check_int, check_name, check_sparsity
 
-
 SCHEDULES = ("oneshot", "polynomial", "iterative")  # iterative: IMP (pruning/imp.py)
 REWIND_FORMS = "'init', 'epoch:N' (N >= 0 epochs of the baseline's training) or 'none'"
 
@@ -80,8 +79,11 @@ class PruneConfig(Section):
         check_name(self.key("method"), self.method)  # which names exist: pruning.prune_config asks the registry
         if self.threshold is not None:
             if self.sparsity is not None:
-                raise ConfigError(self.key("threshold"), self.threshold,
-                                  f"null while prune.sparsity is set ({self.sparsity}): set one of them to null")
+                raise ConfigError(
+                    self.key("threshold"),
+                    self.threshold,
+                    f"null while prune.sparsity is set ({self.sparsity}): set one of them to null",
+                )
             self._set("threshold", check_float(self.key("threshold"), self.threshold))
         else:
             if self.sparsity is None:
@@ -97,13 +99,19 @@ class PruneConfig(Section):
         self._set("power", check_float(self.key("power"), self.power))
         parse_rewind(self.key("rewind"), self.rewind)
         if self.schedule != "iterative" and self.rewind != "init":
-            raise ConfigError(self.key("rewind"), self.rewind,
-                              f"'init' unless prune.schedule is 'iterative' (it is {self.schedule!r}: "
-                              "only iterative pruning rewinds)")
+            raise ConfigError(
+                self.key("rewind"),
+                self.rewind,
+                f"'init' unless prune.schedule is 'iterative' (it is {self.schedule!r}: "
+                "only iterative pruning rewinds)",
+            )
         check_int(self.key("seed"), self.seed, minimum=0)
         if self.schedule == "polynomial" and self.sparsity is not None and self.initial_sparsity > self.sparsity:
-            raise ConfigError(self.key("initial_sparsity"), self.initial_sparsity,
-                              f"at most prune.sparsity ({self.sparsity}): the schedule only adds zeros")
+            raise ConfigError(
+                self.key("initial_sparsity"),
+                self.initial_sparsity,
+                f"at most prune.sparsity ({self.sparsity}): the schedule only adds zeros",
+            )
 
     def as_dict(self) -> dict[str, Any]:
         return super().as_dict() | self.options.as_dict()

@@ -17,5 +17,8 @@ class Section:
 
     def as_dict(self) -> dict[str, Any]:
         """The section as params.yaml holds it (fields that are not params keys left out)."""
-        return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
-                for f in dataclasses.fields(self) if f.metadata.get("param", True)}  # type: ignore[arg-type]
+        return {
+            f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v
+            for f in dataclasses.fields(self)
+            if f.metadata.get("param", True)
+        }  # type: ignore[arg-type]

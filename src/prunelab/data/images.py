@@ -65,8 +65,10 @@ class ZipEntry:
         try:
             return self.archive.read(self.member)  # raises BadZipFile on a CRC-32 mismatch
         except _ZIP_ERRORS as exc:
-            raise PrunelabError(f"{self.archive.filename}: corrupt zip archive at member {self.member} ({exc}); "
-                                "delete it and download it again") from exc
+            raise PrunelabError(
+                f"{self.archive.filename}: corrupt zip archive at member {self.member} ({exc}); "
+                "delete it and download it again"
+            ) from exc
 
 
 Entry = FileEntry | ZipEntry  # anything with ``.name`` (for messages) and ``.read() -> bytes``
@@ -76,8 +78,10 @@ def open_zip(path: Path) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
     except _ZIP_ERRORS as exc:
-        raise PrunelabError(f"{path}: not a readable zip archive ({exc}): the file is truncated or corrupt; "
-                            "delete it and download it again") from exc
+        raise PrunelabError(
+            f"{path}: not a readable zip archive ({exc}): the file is truncated or corrupt; "
+            "delete it and download it again"
+        ) from exc
 
 
 def list_images(folder: Path, recursive: bool = True) -> list[FileEntry]:
@@ -99,8 +103,9 @@ def folder_classes(root: Path) -> dict[str, list[FileEntry]]:
         raise PrunelabError(f"{root}: {found}; {layout}, at least two classes")
     groups = {c: list_images(root / c) for c in classes}
     if empty := [c for c, entries in groups.items() if not entries]:
-        raise PrunelabError(f"{root / empty[0]}: empty class folder (no images with extensions "
-                            f"{' '.join(IMAGE_EXTENSIONS)})")
+        raise PrunelabError(
+            f"{root / empty[0]}: empty class folder (no images with extensions {' '.join(IMAGE_EXTENSIONS)})"
+        )
     return groups
 
 
@@ -149,7 +154,8 @@ def build_spec(name: str, groups: dict[str, list[Entry]], cfg, seed: int) -> Dat
         raise PrunelabError(
             f"{name}: class {cls!r} has {len(groups[cls])} images, too few to appear in train, val and test "
             f"(with val_fraction {cfg.val_fraction} and test_fraction {cfg.test_fraction} every class needs "
-            f"at least {need})")
+            f"at least {need})"
+        )
     images = decode_all([e for entries in groups.values() for e in entries], cfg.image_size, f"decoding {name}")
     train, val, test = (Split(images[torch.from_numpy(p)], torch.from_numpy(labels[p])) for p in parts)
     return DataSpec(name=name, classes=classes, train=train, val=val, test=test)

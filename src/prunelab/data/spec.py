@@ -61,7 +61,9 @@ class DataSpec:
             "dataset": self.name,
             "classes": len(self.classes),
             "input_shape": list(self.input_shape),
-            "train": len(self.train), "val": len(self.val), "test": len(self.test),
+            "train": len(self.train),
+            "val": len(self.val),
+            "test": len(self.test),
         }
 
 
@@ -70,8 +72,11 @@ def save_prepared(spec: DataSpec, path: str | Path) -> Path:
         "format_version": FORMAT_VERSION,
         "name": spec.name,
         "classes": list(spec.classes),
-        **{f"{part}_{kind}": getattr(getattr(spec, part), kind)
-           for part in ("train", "val", "test") for kind in ("images", "labels")},
+        **{
+            f"{part}_{kind}": getattr(getattr(spec, part), kind)
+            for part in ("train", "val", "test")
+            for kind in ("images", "labels")
+        },
     }
     return atomic.write_torch(path, blob)
 

@@ -20,10 +20,10 @@ def stratified_split(labels: np.ndarray, fractions: list[float], seed: int) -> l
         idx = np.flatnonzero(labels == cls)
         rng.shuffle(idx)
         n = len(idx)
-        sizes = [int(round(f * n)) for f in fractions]
+        sizes = [round(f * n) for f in fractions]
         start = n - sum(sizes)
         parts[0].append(idx[:start])
         for i, size in enumerate(sizes, start=1):
-            parts[i].append(idx[start:start + size])
+            parts[i].append(idx[start : start + size])
             start += size
     return [np.sort(np.concatenate(p)) if p else np.empty(0, dtype=np.int64) for p in parts]

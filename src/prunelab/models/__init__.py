@@ -18,8 +18,8 @@ from prunelab.registry import Registry
 
 MODELS: Registry = Registry("model")
 
-from prunelab.models import mlp as _mlp  # noqa: E402,F401  (registers mlp)
 from prunelab.models import cnn as _cnn  # noqa: E402,F401  (registers mnist_cnn, cifar_cnn)
+from prunelab.models import mlp as _mlp  # noqa: E402,F401  (registers mlp)
 from prunelab.models import torchvision_models as _tv  # noqa: E402,F401  (registers vgg16, vgg16_bn, resnet101)
 
 
@@ -49,10 +49,13 @@ def check_input_size(cfg: ModelConfig, input_shape: tuple[int, int, int], num_cl
         return True
 
     if not runs(input_shape):
-        size = next(s for s in (2 ** i for i in range(3, 12)) if runs((input_shape[0], s, s)))
-        raise ConfigError("data.image_size", input_shape[1],
-                          f"an input of at least {size}x{size} pixels for model {cfg.name!r} "
-                          f"(the dataset gives {input_shape[1]}x{input_shape[2]})")
+        size = next(s for s in (2**i for i in range(3, 12)) if runs((input_shape[0], s, s)))
+        raise ConfigError(
+            "data.image_size",
+            input_shape[1],
+            f"an input of at least {size}x{size} pixels for model {cfg.name!r} "
+            f"(the dataset gives {input_shape[1]}x{input_shape[2]})",
+        )
 
 
 def build_for(cfg: ModelConfig, spec) -> nn.Module:

@@ -29,26 +29,44 @@ from prunelab.models.common import Standardize
 @MODELS.register("mnist_cnn")
 def build_mnist_cnn(cfg, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     channels = input_shape[0]
-    return nn.Sequential(OrderedDict(
-        standardize=Standardize(channels),
-        conv1=nn.Conv2d(channels, 32, 5, padding=2, bias=cfg.bias), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
-        bn1=nn.BatchNorm2d(32),
-        conv2=nn.Conv2d(32, 64, 5, padding=2, bias=cfg.bias), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2),
-        grid=nn.AdaptiveMaxPool2d(7), flatten=nn.Flatten(),
-        fc1=nn.Linear(64 * 7 * 7, 1024, bias=cfg.bias), relu3=nn.ReLU(), dropout=nn.Dropout(0.4),
-        fc2=nn.Linear(1024, num_classes, bias=cfg.bias),
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            standardize=Standardize(channels),
+            conv1=nn.Conv2d(channels, 32, 5, padding=2, bias=cfg.bias),
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            bn1=nn.BatchNorm2d(32),
+            conv2=nn.Conv2d(32, 64, 5, padding=2, bias=cfg.bias),
+            relu2=nn.ReLU(),
+            pool2=nn.MaxPool2d(2),
+            grid=nn.AdaptiveMaxPool2d(7),
+            flatten=nn.Flatten(),
+            fc1=nn.Linear(64 * 7 * 7, 1024, bias=cfg.bias),
+            relu3=nn.ReLU(),
+            dropout=nn.Dropout(0.4),
+            fc2=nn.Linear(1024, num_classes, bias=cfg.bias),
+        )
+    )
 
 
 @MODELS.register("cifar_cnn")
 def build_cifar_cnn(cfg, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     channels = input_shape[0]
-    return nn.Sequential(OrderedDict(
-        standardize=Standardize(channels),
-        conv1=nn.Conv2d(channels, 64, 5, padding=2, bias=cfg.bias), relu1=nn.ReLU(), pool1=nn.MaxPool2d(2),
-        conv2=nn.Conv2d(64, 128, 5, padding=2, bias=cfg.bias), relu2=nn.ReLU(), pool2=nn.MaxPool2d(2),
-        grid=nn.AdaptiveAvgPool2d(4), flatten=nn.Flatten(),
-        fc1=nn.Linear(128 * 4 * 4, 256, bias=cfg.bias), relu3=nn.ReLU(),
-        fc2=nn.Linear(256, 128, bias=cfg.bias), relu4=nn.ReLU(),
-        fc3=nn.Linear(128, num_classes, bias=cfg.bias),
-    ))
+    return nn.Sequential(
+        OrderedDict(
+            standardize=Standardize(channels),
+            conv1=nn.Conv2d(channels, 64, 5, padding=2, bias=cfg.bias),
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            conv2=nn.Conv2d(64, 128, 5, padding=2, bias=cfg.bias),
+            relu2=nn.ReLU(),
+            pool2=nn.MaxPool2d(2),
+            grid=nn.AdaptiveAvgPool2d(4),
+            flatten=nn.Flatten(),
+            fc1=nn.Linear(128 * 4 * 4, 256, bias=cfg.bias),
+            relu3=nn.ReLU(),
+            fc2=nn.Linear(256, 128, bias=cfg.bias),
+            relu4=nn.ReLU(),
+            fc3=nn.Linear(128, num_classes, bias=cfg.bias),
+        )
+    )

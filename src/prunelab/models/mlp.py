@@ -6,6 +6,7 @@ family serves any image dataset. Layers are named fc1..fcN; fcN is the classifie
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 
@@ -18,9 +19,8 @@ from prunelab.models.common import Standardize
 @MODELS.register("mlp")
 def build(cfg, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
     widths = [math.prod(input_shape), *cfg.hidden, num_classes]
-    layers: OrderedDict[str, nn.Module] = OrderedDict(
-        standardize=Standardize(input_shape[0]), flatten=nn.Flatten())
-    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:]), start=1):
+    layers: OrderedDict[str, nn.Module] = OrderedDict(standardize=Standardize(input_shape[0]), flatten=nn.Flatten())
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(widths), start=1):
         layers[f"fc{i}"] = nn.Linear(n_in, n_out, bias=cfg.bias)
         if i < len(widths) - 1:
             layers[f"relu{i}"] = nn.ReLU()

@@ -38,16 +38,19 @@ def _torchvision(name: str, pretrained: bool) -> nn.Module:
     try:
         return models.get_model(name, weights=_weights(name, pretrained))
     except (OSError, RuntimeError) as exc:  # urllib errors are OSErrors; a bad file is a RuntimeError
-        raise PrunelabError(f"model.pretrained: could not load torchvision's {name} weights ({exc}); "
-                            "they are downloaded once and need the internet: set model.pretrained: false "
-                            "to train from scratch") from exc
+        raise PrunelabError(
+            f"model.pretrained: could not load torchvision's {name} weights ({exc}); "
+            "they are downloaded once and need the internet: set model.pretrained: false "
+            "to train from scratch"
+        ) from exc
 
 
 def _first_conv(conv: nn.Conv2d, channels: int) -> nn.Conv2d:
     if conv.in_channels == channels:
         return conv
-    new = nn.Conv2d(channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    bias=conv.bias is not None)
+    new = nn.Conv2d(
+        channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, bias=conv.bias is not None
+    )
     with torch.no_grad():
         new.weight.copy_(conv.weight.sum(dim=1, keepdim=True).expand_as(new.weight))
         if conv.bias is not None:

@@ -29,33 +29,68 @@ def train_baseline(seed: int) -> None:
     from prunelab import track  # mlflow's import is slow: bad params and inputs are reported before it
 
     model = build_for(model_cfg, data)
-    tags = track.run_tags("train_baseline", dataset=data.name, model=model_cfg.name, method="none", sparsity=0.0,
-                          seed=seed)
+    tags = track.run_tags(
+        "train_baseline", dataset=data.name, model=model_cfg.name, method="none", sparsity=0.0, seed=seed
+    )
     run_params = {"model": model_cfg.as_dict(), "train": train_cfg.as_dict(), "data.augment": augment, "seed": seed}
-    with track.start_run(f"train_baseline seed {seed}", params=run_params, tags=tags,
-                         dataset=(paths.PREPARED_DATA, data.name, "training")):
+    with track.start_run(
+        f"train_baseline seed {seed}",
+        params=run_params,
+        tags=tags,
+        dataset=(paths.PREPARED_DATA, data.name, "training"),
+    ):
         points = RewindPoints.record(model, train_cfg, seed, augment)
 
         def after_epoch(record):  # fingerprint the weights for rewinding, then log the epoch
             points.after_epoch(model)
             runner.after_epoch(record)
 
-        result = fit(model, data, train_cfg, seed=seed, device=device, desc=f"train baseline seed {seed}",
-                     on_epoch=after_epoch, augment=augment)
+        result = fit(
+            model,
+            data,
+            train_cfg,
+            seed=seed,
+            device=device,
+            desc=f"train baseline seed {seed}",
+            on_epoch=after_epoch,
+            augment=augment,
+        )
         test = evaluate(model, data.test, device)
         model.cpu()
-        checkpoint.save(paths.baseline_model(seed), checkpoint.Checkpoint(
-            model, model_cfg, data.input_shape, data.num_classes, meta={"dataset": data.name, "seed": seed},
-            rewind=points.as_blob()))
-        export = exports.write_export(model, data.input_shape, paths.baseline_export(seed).with_suffix(""),
-                                      device=device, dense=True)
-        cost, speed = exports.measure(model, data.input_shape, device=device, checkpoint=paths.baseline_model(seed),
-                                      export=export, dense_bytes=export.bytes, train=data.train, optim=train_cfg,
-                                      split=data.test)
+        checkpoint.save(
+            paths.baseline_model(seed),
+            checkpoint.Checkpoint(
+                model,
+                model_cfg,
+                data.input_shape,
+                data.num_classes,
+                meta={"dataset": data.name, "seed": seed},
+                rewind=points.as_blob(),
+            ),
+        )
+        export = exports.write_export(
+            model, data.input_shape, paths.baseline_export(seed).with_suffix(""), device=device, dense=True
+        )
+        cost, speed = exports.measure(
+            model,
+            data.input_shape,
+            device=device,
+            checkpoint=paths.baseline_model(seed),
+            export=export,
+            dense_bytes=export.bytes,
+            train=data.train,
+            optim=train_cfg,
+            split=data.test,
+        )
         last = result.history[-1]
-        metrics = {"test_accuracy": test["accuracy"], "test_loss": test["loss"], "epochs": len(result.history),
-                   "train_accuracy": last["train_accuracy"], "val_accuracy": last["val_accuracy"],
-                   "params": count_params(model)} | cost
+        metrics = {
+            "test_accuracy": test["accuracy"],
+            "test_loss": test["loss"],
+            "epochs": len(result.history),
+            "train_accuracy": last["train_accuracy"],
+            "val_accuracy": last["val_accuracy"],
+            "params": count_params(model),
+        } | cost
         atomic.write_json(paths.baseline_metrics(seed), metrics)
         atomic.write_csv(paths.baseline_history(seed), result.history, HISTORY_COLUMNS)
         exports.write_measurements(paths.baseline_speed(seed), speed, device=device)

@@ -28,8 +28,12 @@ _MISSING = object()
 def in_workspace_experiment() -> bool:
     """``dvc exp run`` in the workspace (not --temp or --queue, whose copy is thrown away)."""
     root = os.environ.get("DVC_ROOT")
-    return bool(os.environ.get("DVC_EXP_NAME") and os.environ.get("DVC_EXP_BASELINE_REV") and root
-                and Path(root).resolve() == Path.cwd().resolve())
+    return bool(
+        os.environ.get("DVC_EXP_NAME")
+        and os.environ.get("DVC_EXP_BASELINE_REV")
+        and root
+        and Path(root).resolve() == Path.cwd().resolve()
+    )
 
 
 def _lookup(tree: Any, parts: list[str]) -> Any:

@@ -30,8 +30,14 @@ def prune() -> None:
     METHODS.get(cfg.method).check_model(base.model, base.model_cfg.name, cfg)
     from prunelab import track  # mlflow's import is slow: bad params and inputs are reported before it
 
-    tags = track.run_tags("prune", dataset=base.meta.get("dataset"), model=base.model_cfg.name,
-                          method=cfg.method, sparsity=cfg.sparsity, threshold=cfg.threshold)
+    tags = track.run_tags(
+        "prune",
+        dataset=base.meta.get("dataset"),
+        model=base.model_cfg.name,
+        method=cfg.method,
+        sparsity=cfg.sparsity,
+        threshold=cfg.threshold,
+    )
     with track.start_run(f"prune {cfg.method} {cfg.label}", params={"prune": cfg.as_dict()}, tags=tags):
         if cfg.iterative:  # IMP: levels up through sweep.sparsities below the target, then the target
             pruned = iterative(base, cfg, params, seed, tags)
@@ -43,25 +49,39 @@ def prune() -> None:
         subject = Subject(base.model, pruned.layers, pruned.structure)
         report = METRICS.get("parameters")(subject) | METRICS.get("structure")(subject)
         plan = gradual(cfg)
-        meta = {**base.meta, "method": cfg.method, "sparsity": cfg.sparsity, "threshold": cfg.threshold,
-                "include_classifier": cfg.include_classifier, "seed": seed,
-                "rewind": cfg.rewind if cfg.iterative else None,
-                "schedule": dataclasses.asdict(plan) if plan else None}
-        checkpoint.save(paths.PRUNED_MODEL, checkpoint.Checkpoint(
-            base.model, base.model_cfg, base.input_shape, base.num_classes, pruned.masks, meta))
+        meta = {
+            **base.meta,
+            "method": cfg.method,
+            "sparsity": cfg.sparsity,
+            "threshold": cfg.threshold,
+            "include_classifier": cfg.include_classifier,
+            "seed": seed,
+            "rewind": cfg.rewind if cfg.iterative else None,
+            "schedule": dataclasses.asdict(plan) if plan else None,
+        }
+        checkpoint.save(
+            paths.PRUNED_MODEL,
+            checkpoint.Checkpoint(base.model, base.model_cfg, base.input_shape, base.num_classes, pruned.masks, meta),
+        )
         exports.write_export(base.model, base.input_shape, paths.PRUNED_EXPORT / paths.EXPORT_STEM, timing="none")
         atomic.write_json(paths.PRUNE_METRICS, report)
         track.log_metrics(report)
         track.log_artifacts([paths.PRUNE_METRICS])
-        print(f"prune: {cfg.method} {cfg.label}: achieved sparsity {report['sparsity_prunable']:.4f} "
-              f"of prunable weights, {report['sparsity_all']:.4f} of all parameters"
-              + "".join(f"; removed {report[f'{kind}_removed_fraction']:.1%} of {kind}, "
-                        f"{report['param_reduction']:.1%} of parameters"
-                        for kind in ("filters", "units") if f"{kind}_removed_fraction" in report))
+        print(
+            f"prune: {cfg.method} {cfg.label}: achieved sparsity {report['sparsity_prunable']:.4f} "
+            f"of prunable weights, {report['sparsity_all']:.4f} of all parameters"
+            + "".join(
+                f"; removed {report[f'{kind}_removed_fraction']:.1%} of {kind}, "
+                f"{report['param_reduction']:.1%} of parameters"
+                for kind in ("filters", "units")
+                if f"{kind}_removed_fraction" in report
+            )
+        )
 
 
-def iterative(base: checkpoint.Checkpoint, cfg: config.PruneConfig, params: Mapping[str, Any], seed: int,
-              tags: Mapping[str, str]) -> Pruned:
+def iterative(
+    base: checkpoint.Checkpoint, cfg: config.PruneConfig, params: Mapping[str, Any], seed: int, tags: Mapping[str, str]
+) -> Pruned:
     """IMP on the baseline up to ``cfg.sparsity``, each level logged as a nested MLflow run."""
     from prunelab import track
     from prunelab.data import load_prepared
@@ -70,14 +90,25 @@ def iterative(base: checkpoint.Checkpoint, cfg: config.PruneConfig, params: Mapp
 
     data = load_prepared(paths.PREPARED_DATA)
     device = resolve_device(config.section(params, config.TrainConfig).device)
-    how = imp.plan(base.model, base.rewind, paths.baseline_model(seed), cfg,
-                   config.section(params, config.FinetuneConfig), data, device)
+    how = imp.plan(
+        base.model,
+        base.rewind,
+        paths.baseline_model(seed),
+        cfg,
+        config.section(params, config.FinetuneConfig),
+        data,
+        device,
+    )
     ks = imp.levels(config.section(params, config.SweepConfig).sparsities, cfg.sparsity)
 
     def log_level(level: imp.Level) -> None:
-        track.log_child(f"prune IMP k={level.sparsity:g}", params={"sparsity": level.sparsity},
-                        tags={**tags, "sparsity": str(level.sparsity)}, history=level.result and level.result.history,
-                        values=METRICS.get("test")(Subject(base.model, split=data.test, device=device)))
+        track.log_child(
+            f"prune IMP k={level.sparsity:g}",
+            params={"sparsity": level.sparsity},
+            tags={**tags, "sparsity": str(level.sparsity)},
+            history=level.result and level.result.history,
+            values=METRICS.get("test")(Subject(base.model, split=data.test, device=device)),
+        )
 
     pruned = imp.run(base.model, METHODS.get(cfg.method), cfg, ks, how, data, device, log_level)
     base.model.cpu()

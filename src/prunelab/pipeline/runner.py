@@ -19,7 +19,7 @@ from prunelab.errors import ConfigError, PrunelabError
 EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 128 + signal.SIGINT, 128 + signal.SIGTERM
 
 
-def _terminate(signum, frame):  # noqa: ARG001
+def _terminate(signum, frame):
     raise SystemExit(EXIT_TERMINATED)  # unwinds like Ctrl-C: tracking marks the run KILLED
 
 
@@ -47,6 +47,7 @@ def run(main: Callable[[], None]) -> None:
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit as exc:
         if exc.code == EXIT_TERMINATED:
-            print("\nterminated (SIGTERM): the run is marked KILLED; outputs keep their previous content",
-                  file=sys.stderr)
+            print(
+                "\nterminated (SIGTERM): the run is marked KILLED; outputs keep their previous content", file=sys.stderr
+            )
         raise

@@ -56,8 +56,9 @@ class Sweep:
     iterative: Plan | None = None  # prune.schedule iterative: how IMP levels rewind and train
     # (model, masks, fine-tuning, point) -> counted values for the point: each point's final
     # model measured (exporting.SweepMeasure: cost into the point, timings kept apart)
-    measure: Callable[[torch.nn.Module, dict[str, torch.Tensor], FitResult | None, dict[str, Any]],
-                      dict[str, Any]] | None = None
+    measure: (
+        Callable[[torch.nn.Module, dict[str, torch.Tensor], FitResult | None, dict[str, Any]], dict[str, Any]] | None
+    ) = None
 
 
 def check_schedule(first: PruneConfig, finetune_epochs: int) -> None:
@@ -65,8 +66,11 @@ def check_schedule(first: PruneConfig, finetune_epochs: int) -> None:
     from prunelab.errors import ConfigError
 
     if gradual(first) and finetune_epochs == 0:
-        raise ConfigError("sweep.finetune_epochs", 0, f"at least 1 with prune.schedule {first.schedule!r} "
-                          "(the schedule prunes during fine-tuning)")
+        raise ConfigError(
+            "sweep.finetune_epochs",
+            0,
+            f"at least 1 with prune.schedule {first.schedule!r} (the schedule prunes during fine-tuning)",
+        )
 
 
 def run_point(sweep: Sweep, cfg: PruneConfig) -> tuple[dict[str, Any], FitResult | None]:
@@ -89,9 +93,17 @@ def run_point(sweep: Sweep, cfg: PruneConfig) -> tuple[dict[str, Any], FitResult
             model = copy.deepcopy(sweep.baseline).to(sweep.device)
             pruned = prune(model, cfg, shape)
             pruner = GradualPruner(METHODS.get(cfg.method), pruned.layers, gradual(cfg), sweep.seed)
-        result = fit(model, sweep.data, sweep.finetune, seed=sweep.seed, device=sweep.device,
-                     desc=f"{cfg.method} k={cfg.sparsity:g} fine-tune", leave=False, augment=sweep.augment,
-                     pruner=pruner)
+        result = fit(
+            model,
+            sweep.data,
+            sweep.finetune,
+            seed=sweep.seed,
+            device=sweep.device,
+            desc=f"{cfg.method} k={cfg.sparsity:g} fine-tune",
+            leave=False,
+            augment=sweep.augment,
+            pruner=pruner,
+        )
         subject = Subject(model, pruned.layers, pruned.structure, sweep.data.test, sweep.device, result)
         point.update(METRICS.get("test")(subject, "finetuned_"))
         point.update(METRICS.get("finetune")(subject))
@@ -102,28 +114,54 @@ def run_point(sweep: Sweep, cfg: PruneConfig) -> tuple[dict[str, Any], FitResult
     return point, result
 
 
-def run_iterative(sweep: Sweep, cfg: PruneConfig, sparsities: Sequence[float],
-                  on_level: Callable[[Level, dict[str, Any]], None] | None = None) -> dict[float, dict[str, Any]]:
+def run_iterative(
+    sweep: Sweep,
+    cfg: PruneConfig,
+    sparsities: Sequence[float],
+    on_level: Callable[[Level, dict[str, Any]], None] | None = None,
+) -> dict[float, dict[str, Any]]:
     """IMP up through ``sparsities`` from the baseline: each level's test numbers, by k."""
     assert sweep.iterative is not None
     plan, model, out = sweep.iterative, copy.deepcopy(sweep.baseline), {}
     ks = levels(sparsities)
-    for i, level in enumerate(iterate(model, METHODS.get(cfg.method), cfg.include_classifier, ks, plan.state,
-                                      sweep.data, plan.train, seed=sweep.seed, device=sweep.device,
-                                      desc=f"{cfg.method} IMP", augment=plan.augment), 1):
-        subject = Subject(model, prunable_layers(model, cfg.include_classifier), {}, sweep.data.test,
-                          sweep.device, level.result)
+    for i, level in enumerate(
+        iterate(
+            model,
+            METHODS.get(cfg.method),
+            cfg.include_classifier,
+            ks,
+            plan.state,
+            sweep.data,
+            plan.train,
+            seed=sweep.seed,
+            device=sweep.device,
+            desc=f"{cfg.method} IMP",
+            augment=plan.augment,
+        ),
+        1,
+    ):
+        subject = Subject(
+            model, prunable_layers(model, cfg.include_classifier), {}, sweep.data.test, sweep.device, level.result
+        )
         out[level.sparsity] = METRICS.get("test")(subject, "iterative_")
         if on_level is not None:
             on_level(level, out[level.sparsity])
-        print(f"sweep {cfg.method}: {plan.label} level {i}/{len(ks)} k={level.sparsity:g} "
-              f"{out[level.sparsity]['iterative_test_accuracy']:.4f}", flush=True)
+        print(
+            f"sweep {cfg.method}: {plan.label} level {i}/{len(ks)} k={level.sparsity:g} "
+            f"{out[level.sparsity]['iterative_test_accuracy']:.4f}",
+            flush=True,
+        )
     return out
 
 
-def run_sweep(sweep: Sweep, cfg: PruneConfig, method: str, sparsities: Sequence[float],
-              on_point: Callable[[dict[str, Any], FitResult | None], None] | None = None,
-              on_level: Callable[[Level, dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def run_sweep(
+    sweep: Sweep,
+    cfg: PruneConfig,
+    method: str,
+    sparsities: Sequence[float],
+    on_point: Callable[[dict[str, Any], FitResult | None], None] | None = None,
+    on_level: Callable[[Level, dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Every k of ``sparsities`` with ``method``, the other options from ``cfg`` (the prune section)."""
     configs = [point_config(cfg, method, k) for k in sparsities]  # every point checked before any work
     points = []
@@ -135,9 +173,11 @@ def run_sweep(sweep: Sweep, cfg: PruneConfig, method: str, sparsities: Sequence[
         points.append(point)
         if bar.disable:  # not on a terminal: one line per point instead of a bar
             tuned = point.get("finetuned_test_accuracy")
-            print(f"sweep {method}: point {i}/{len(configs)} k={point['sparsity']:g} one-shot "
-                  f"{point['oneshot_test_accuracy']:.4f}" + (f" fine-tuned {tuned:.4f}" if tuned is not None else ""),
-                  flush=True)
+            print(
+                f"sweep {method}: point {i}/{len(configs)} k={point['sparsity']:g} one-shot "
+                f"{point['oneshot_test_accuracy']:.4f}" + (f" fine-tuned {tuned:.4f}" if tuned is not None else ""),
+                flush=True,
+            )
     if sweep.iterative is not None:
         by_k = run_iterative(sweep, configs[0], sparsities, on_level)
         for point in points:
@@ -158,23 +198,47 @@ def sweep(method: str, seed: int) -> None:
     base, data = checkpoint.load(paths.baseline_model(seed)), load_prepared(paths.PREPARED_DATA)
     METHODS.get(method).check_model(base.model, base.model_cfg.name, first, key="sweep.methods")
     tune = dataclasses.replace(tune_cfg, epochs=sweep_cfg.finetune_epochs) if sweep_cfg.finetune_epochs else None
-    iterative = (plan(base.model, base.rewind, paths.baseline_model(seed), prune_cfg, tune, data, device)
-                 if prune_cfg.iterative else None)
+    iterative = (
+        plan(base.model, base.rewind, paths.baseline_model(seed), prune_cfg, tune, data, device)
+        if prune_cfg.iterative
+        else None
+    )
     measured = SweepMeasure(base, seed, device, data.test)
     from prunelab import track  # mlflow's import is slow: bad params and inputs are reported before it
 
-    log = SweepLog(method, seed, data.name, base.model_cfg.name, tune_cfg.lr, sweep_cfg.finetune_epochs,
-                   iterative, measured)
-    run_params = {"sweep": {**sweep_cfg.as_dict(), "methods": method, "seeds": seed},
-                  "finetune": tune_cfg.as_dict(), "prune.include_classifier": prune_cfg.include_classifier,
-                  "prune.schedule": prune_cfg.schedule, "prune.rewind": prune_cfg.rewind,
-                  "data.augment": augment, "seed": seed} | {f"prune.{k}": v for k, v in first.options.as_dict().items()}
+    log = SweepLog(
+        method, seed, data.name, base.model_cfg.name, tune_cfg.lr, sweep_cfg.finetune_epochs, iterative, measured
+    )
+    run_params = {
+        "sweep": {**sweep_cfg.as_dict(), "methods": method, "seeds": seed},
+        "finetune": tune_cfg.as_dict(),
+        "prune.include_classifier": prune_cfg.include_classifier,
+        "prune.schedule": prune_cfg.schedule,
+        "prune.rewind": prune_cfg.rewind,
+        "data.augment": augment,
+        "seed": seed,
+    } | {f"prune.{k}": v for k, v in first.options.as_dict().items()}
     with track.start_run(f"sweep {method} seed {seed}", params=run_params, dataset=log.dataset, tags=log.tags()):
-        points = run_sweep(Sweep(base.model, data, tune, seed, device, augment, iterative, measured), prune_cfg,
-                           method, sweep_cfg.sparsities, on_point=log.point, on_level=log.level)
+        points = run_sweep(
+            Sweep(base.model, data, tune, seed, device, augment, iterative, measured),
+            prune_cfg,
+            method,
+            sweep_cfg.sparsities,
+            on_point=log.point,
+            on_level=log.level,
+        )
         out, timed = paths.sweep_result(method, seed), paths.sweep_speed(method, seed)
-        atomic.write_json(out, {"method": method, "seed": seed, "dataset": data.name, "points": points,
-                                "schedule": prune_cfg.schedule, "rewind": iterative and iterative.rewind.label})
+        atomic.write_json(
+            out,
+            {
+                "method": method,
+                "seed": seed,
+                "dataset": data.name,
+                "points": points,
+                "schedule": prune_cfg.schedule,
+                "rewind": iterative and iterative.rewind.label,
+            },
+        )
         track.log_metrics(measured.write(timed, data, tune, method=method, seed=seed))
         track.log_artifacts([out, timed])
 
@@ -199,24 +263,42 @@ class SweepLog:
     def tags(self, **extra: Any) -> dict[str, str]:
         from prunelab import track
 
-        return track.run_tags("sweep", dataset=self.dataset_name, model=self.model, method=self.method,
-                              seed=self.seed, **extra)
+        return track.run_tags(
+            "sweep", dataset=self.dataset_name, model=self.model, method=self.method, seed=self.seed, **extra
+        )
 
     def point(self, point: dict[str, Any], result: FitResult | None) -> None:
         from prunelab import track
 
-        track.log_child(f"sweep {self.method} seed {self.seed} {point['sparsity']:g}",
-                        tags=self.tags(sparsity=point["sparsity"]), values=point | self.measured.timings[-1],
-                        params={"method": self.method, "sparsity": point["sparsity"], "seed": self.seed,
-                                "finetune_epochs": self.finetune_epochs, "finetune.lr": self.lr},
-                        history=result.history if result else None, dataset=self.dataset)
+        track.log_child(
+            f"sweep {self.method} seed {self.seed} {point['sparsity']:g}",
+            tags=self.tags(sparsity=point["sparsity"]),
+            values=point | self.measured.timings[-1],
+            params={
+                "method": self.method,
+                "sparsity": point["sparsity"],
+                "seed": self.seed,
+                "finetune_epochs": self.finetune_epochs,
+                "finetune.lr": self.lr,
+            },
+            history=result.history if result else None,
+            dataset=self.dataset,
+        )
 
     def level(self, level: Level, values: dict[str, Any]) -> None:
         from prunelab import track
 
         assert self.iterative is not None
-        track.log_child(f"sweep {self.method} seed {self.seed} IMP k={level.sparsity:g}", values=values,
-                        params={"sparsity": level.sparsity, "rewind": self.iterative.rewind.label,
-                                "epochs": self.iterative.train.epochs, "lr": self.iterative.train.lr},
-                        tags=self.tags(sparsity=level.sparsity, regime="iterative"), dataset=self.dataset,
-                        history=level.result.history if level.result else None)
+        track.log_child(
+            f"sweep {self.method} seed {self.seed} IMP k={level.sparsity:g}",
+            values=values,
+            params={
+                "sparsity": level.sparsity,
+                "rewind": self.iterative.rewind.label,
+                "epochs": self.iterative.train.epochs,
+                "lr": self.iterative.train.lr,
+            },
+            tags=self.tags(sparsity=level.sparsity, regime="iterative"),
+            dataset=self.dataset,
+            history=level.result.history if level.result else None,
+        )

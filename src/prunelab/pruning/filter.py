@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-
 NORMS = ("l1", "l2")
 
 
@@ -46,8 +45,11 @@ class Filter(Method):
         from prunelab.pruning.structured import remove_filters
 
         self.require(model, cfg)
-        return structural(model, cfg, remove_filters(model, input_shape, sparsity=cfg.sparsity,
-                                                     threshold=cfg.threshold, norm=cfg.options.norm))
+        return structural(
+            model,
+            cfg,
+            remove_filters(model, input_shape, sparsity=cfg.sparsity, threshold=cfg.threshold, norm=cfg.options.norm),
+        )
 
 
 METHODS.add(Filter())

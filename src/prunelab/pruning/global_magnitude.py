@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 class WeightGlobal(MaskMethod):
     name = "weight_global"
 
-    def masks(self, layers: Mapping[str, nn.Module], sparsity: float,
-              current: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def masks(
+        self, layers: Mapping[str, nn.Module], sparsity: float, current: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         import torch
         from torch.nn.utils import prune
 
@@ -33,7 +34,7 @@ class WeightGlobal(MaskMethod):
         mask = prune.L1Unstructured(amount=float(sparsity)).compute_mask(flat, alive)
         out, start = {}, 0
         for name, w in weights.items():
-            out[name] = mask[start:start + w.numel()].view_as(w)
+            out[name] = mask[start : start + w.numel()].view_as(w)
             start += w.numel()
         return out
 

@@ -26,8 +26,7 @@ class GradualPruner:
     ``layers`` must carry masks at ``plan.initial`` already (the prune stage's output).
     """
 
-    def __init__(self, method: MaskMethod, layers: Mapping[str, nn.Module], plan: Polynomial,
-                 seed: int = 0) -> None:
+    def __init__(self, method: MaskMethod, layers: Mapping[str, nn.Module], plan: Polynomial, seed: int = 0) -> None:
         # the config refuses a structural method on a schedule (Method.check_config); this
         # guards the library's callers, who could hand over any method object
         if not isinstance(method, MaskMethod):
@@ -63,5 +62,7 @@ class GradualPruner:
 
 def current_masks(layers: Mapping[str, nn.Module]) -> Masks:
     """The masks attached to ``layers`` (dense where none is)."""
-    return {name: m.weight_mask.detach().clone() if hasattr(m, "weight_mask") else torch.ones_like(m.weight)
-            for name, m in layers.items()}
+    return {
+        name: m.weight_mask.detach().clone() if hasattr(m, "weight_mask") else torch.ones_like(m.weight)
+        for name, m in layers.items()
+    }

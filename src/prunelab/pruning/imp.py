@@ -62,16 +62,30 @@ class RewindPoints:
         self.epoch_digests.append(state_digest(model.state_dict()))
 
     def as_blob(self) -> dict[str, Any]:
-        return {"init": self.init, "rng_state": self.rng_state, "epoch_digests": list(self.epoch_digests),
-                "train": self.train, "seed": self.seed, "augment": self.augment}
+        return {
+            "init": self.init,
+            "rng_state": self.rng_state,
+            "epoch_digests": list(self.epoch_digests),
+            "train": self.train,
+            "seed": self.seed,
+            "augment": self.augment,
+        }
 
     @classmethod
     def from_blob(cls, blob: Mapping[str, Any], path: str | Path) -> RewindPoints:
         if missing := [k for k in BLOB_KEYS if k not in blob]:
-            raise PrunelabError(f"{path} holds no rewind points ({', '.join(missing)} missing): it was trained "
-                                f"before prunelab recorded them; retrain it (`dvc repro -f` its train_baseline stage)")
-        return cls(dict(blob["init"]), blob["rng_state"], dict(blob["train"]), int(blob["seed"]),
-                   bool(blob["augment"]), list(blob["epoch_digests"]))
+            raise PrunelabError(
+                f"{path} holds no rewind points ({', '.join(missing)} missing): it was trained "
+                f"before prunelab recorded them; retrain it (`dvc repro -f` its train_baseline stage)"
+            )
+        return cls(
+            dict(blob["init"]),
+            blob["rng_state"],
+            dict(blob["train"]),
+            int(blob["seed"]),
+            bool(blob["augment"]),
+            list(blob["epoch_digests"]),
+        )
 
     @property
     def epochs(self) -> int:
@@ -81,8 +95,9 @@ class RewindPoints:
         return TrainConfig(**self.train)
 
 
-def rewind_state(trained: nn.Module, points: RewindPoints, to: Rewind, data: DataSpec,
-                 device: torch.device) -> dict[str, torch.Tensor] | None:
+def rewind_state(
+    trained: nn.Module, points: RewindPoints, to: Rewind, data: DataSpec, device: torch.device
+) -> dict[str, torch.Tensor] | None:
     """The weights survivors are rewound to (None: ``none``, they keep training from where they are)."""
     if to.epoch is None:
         return None
@@ -94,16 +109,26 @@ def rewind_state(trained: nn.Module, points: RewindPoints, to: Rewind, data: Dat
     torch.set_rng_state(points.rng_state)
     try:
         cfg = dataclasses.replace(points.train_config(), epochs=to.epoch)
-        fit(model, data, cfg, seed=points.seed, device=device, desc=f"replay baseline to epoch {to.epoch}",
-            leave=False, augment=points.augment)
+        fit(
+            model,
+            data,
+            cfg,
+            seed=points.seed,
+            device=device,
+            desc=f"replay baseline to epoch {to.epoch}",
+            leave=False,
+            augment=points.augment,
+        )
     finally:
         torch.set_rng_state(saved)
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     if state_digest(state) != points.epoch_digests[to.epoch - 1]:
-        raise PrunelabError(f"prune.rewind epoch:{to.epoch}: replaying the baseline's first {to.epoch} epochs on "
-                            f"{device} gave other weights than the baseline had after epoch {to.epoch} (training "
-                            "is not bit-reproducible here, e.g. another device or torch version); "
-                            "use prune.rewind: init, or retrain the baseline on this machine")
+        raise PrunelabError(
+            f"prune.rewind epoch:{to.epoch}: replaying the baseline's first {to.epoch} epochs on "
+            f"{device} gave other weights than the baseline had after epoch {to.epoch} (training "
+            "is not bit-reproducible here, e.g. another device or torch version); "
+            "use prune.rewind: init, or retrain the baseline on this machine"
+        )
     return state
 
 
@@ -128,9 +153,20 @@ class Level:
     result: FitResult | None  # None at k = 0: the trained dense network is the first level
 
 
-def iterate(model: nn.Module, method: MaskMethod, include_classifier: bool, ks: Sequence[float],
-            state: Mapping[str, torch.Tensor] | None, data: DataSpec, cfg: OptimConfig, *, seed: int,
-            device: torch.device, desc: str = "IMP", augment: bool = False) -> Iterator[Level]:
+def iterate(
+    model: nn.Module,
+    method: MaskMethod,
+    include_classifier: bool,
+    ks: Sequence[float],
+    state: Mapping[str, torch.Tensor] | None,
+    data: DataSpec,
+    cfg: OptimConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    desc: str = "IMP",
+    augment: bool = False,
+) -> Iterator[Level]:
     """Prune ``model`` (trained, dense; changed in place) level by level; yield after each level trains.
 
     Between yields the model carries its masks (torch's pruning reparametrisation); the
@@ -151,8 +187,16 @@ def iterate(model: nn.Module, method: MaskMethod, include_classifier: bool, ks: 
             apply_masks(layers, masks)
         else:
             rewind(model, layers, {n: t.to(device) for n, t in state.items()}, masks)
-        result = fit(model, data, cfg, seed=seed, device=device, desc=f"{desc} level {i}/{len(ks)} k={k:g}",
-                     leave=False, augment=augment)
+        result = fit(
+            model,
+            data,
+            cfg,
+            seed=seed,
+            device=device,
+            desc=f"{desc} level {i}/{len(ks)} k={k:g}",
+            leave=False,
+            augment=augment,
+        )
         yield Level(k, masks, result)
 
 
@@ -170,8 +214,15 @@ class Plan:
         return f"IMP, rewind {self.rewind.label}"
 
 
-def plan(trained: nn.Module, rewind_blob: Mapping[str, Any], path: str | Path, cfg, finetune: FinetuneConfig | None,
-         data: DataSpec, device: torch.device) -> Plan:
+def plan(
+    trained: nn.Module,
+    rewind_blob: Mapping[str, Any],
+    path: str | Path,
+    cfg,
+    finetune: FinetuneConfig | None,
+    data: DataSpec,
+    device: torch.device,
+) -> Plan:
     """The plan for ``cfg`` (the prune section, iterative) from a baseline checkpoint's rewind points.
 
     ``finetune`` is how levels train with rewind ``none`` (None: no fine-tuning was asked
@@ -182,20 +233,42 @@ def plan(trained: nn.Module, rewind_blob: Mapping[str, Any], path: str | Path, c
 
     to = parse_rewind("prune.rewind", cfg.rewind)
     if to.epoch is None and finetune is None:
-        raise ConfigError("prune.rewind", cfg.rewind, "'init' or 'epoch:N' when there is no fine-tuning "
-                          "(sweep.finetune_epochs is 0): with 'none' each level fine-tunes")
+        raise ConfigError(
+            "prune.rewind",
+            cfg.rewind,
+            "'init' or 'epoch:N' when there is no fine-tuning "
+            "(sweep.finetune_epochs is 0): with 'none' each level fine-tunes",
+        )
     points = RewindPoints.from_blob(rewind_blob, path)
     check_reachable("prune.rewind", to, points.epochs)
-    return Plan(to, rewind_state(trained, points, to, data, device), level_config(points, to, finetune),
-                points.augment)
+    return Plan(to, rewind_state(trained, points, to, data, device), level_config(points, to, finetune), points.augment)
 
 
-def run(model: nn.Module, method: MaskMethod, cfg, ks: Sequence[float], how: Plan, data: DataSpec,
-        device: torch.device, on_level=None) -> Pruned:
+def run(
+    model: nn.Module,
+    method: MaskMethod,
+    cfg,
+    ks: Sequence[float],
+    how: Plan,
+    data: DataSpec,
+    device: torch.device,
+    on_level=None,
+) -> Pruned:
     """IMP of ``model`` (trained, dense; changed in place) through ``ks``; the last level's masks stay attached."""
     level = None
-    for level in iterate(model, method, cfg.include_classifier, ks, how.state, data, how.train, seed=cfg.seed,
-                         device=device, desc=f"{method.name} IMP", augment=how.augment):
+    for level in iterate(
+        model,
+        method,
+        cfg.include_classifier,
+        ks,
+        how.state,
+        data,
+        how.train,
+        seed=cfg.seed,
+        device=device,
+        desc=f"{method.name} IMP",
+        augment=how.augment,
+    ):
         if on_level is not None:
             on_level(level)
     assert level is not None, "no levels"

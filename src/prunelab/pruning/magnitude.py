@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 class Weight(MaskMethod):
     name = "weight"
 
-    def masks(self, layers: Mapping[str, nn.Module], sparsity: float,
-              current: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def masks(
+        self, layers: Mapping[str, nn.Module], sparsity: float, current: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         import torch
         from torch.nn.utils import prune
 
@@ -31,7 +32,8 @@ class Weight(MaskMethod):
         for name, module in layers.items():
             w = effective_weight(module, current.get(name))
             out[name] = prune.L1Unstructured(amount=float(sparsity)).compute_mask(
-                w, current.get(name, torch.ones_like(w)))
+                w, current.get(name, torch.ones_like(w))
+            )
         return out
 
 

@@ -100,13 +100,17 @@ class Method:
         """Cross-checks of the prune section against this method: the amount and the schedule."""
         if cfg.threshold is not None and not self.by_threshold:
             owners = sorted(m.name for m in METHODS.values() if m.by_threshold)
-            raise ConfigError("prune.threshold", cfg.threshold,
-                              f"null unless prune.method is one of {', '.join(owners)}")
+            raise ConfigError(
+                "prune.threshold", cfg.threshold, f"null unless prune.method is one of {', '.join(owners)}"
+            )
         if cfg.schedule != "oneshot" and self.kind(cfg) == STRUCTURAL:
             gradual = sorted(m.name for m in METHODS.values() if isinstance(m, MaskMethod))
-            raise ConfigError("prune.schedule", cfg.schedule,
-                              f"'oneshot' with {self.describe(cfg)} (it removes structures once, physically); "
-                              f"{cfg.schedule} works with the masks of {', '.join(gradual)}")
+            raise ConfigError(
+                "prune.schedule",
+                cfg.schedule,
+                f"'oneshot' with {self.describe(cfg)} (it removes structures once, physically); "
+                f"{cfg.schedule} works with the masks of {', '.join(gradual)}",
+            )
 
     def prune(self, model: nn.Module, cfg, input_shape: tuple[int, ...]) -> Pruned:
         """Prune ``model`` in place, from dense, to ``cfg.sparsity`` (or ``cfg.threshold``)."""
@@ -130,12 +134,14 @@ class MaskMethod(Method):
 
     seeded: ClassVar[bool] = False  # masks depend on a seed (the replicate's): masks(..., seed=)
 
-    def masks(self, layers: Mapping[str, nn.Module], sparsity: float,
-              current: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def masks(
+        self, layers: Mapping[str, nn.Module], sparsity: float, current: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def masks_at(self, layers: Mapping[str, nn.Module], sparsity: float,
-                 current: Mapping[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
+    def masks_at(
+        self, layers: Mapping[str, nn.Module], sparsity: float, current: Mapping[str, torch.Tensor], seed: int = 0
+    ) -> dict[str, torch.Tensor]:
         """``masks``, with ``seed`` for a method that draws (``seeded``)."""
         if self.seeded:
             return self.masks(layers, sparsity, current, seed=seed)  # type: ignore[call-arg]

@@ -53,8 +53,11 @@ def prune_config(params: Mapping[str, Any], *, seed: int = 0) -> PruneConfig:
         if exclusive and method not in owners[key]:
             default = next(f.default for f in dataclasses.fields(exclusive[0].options) if f.name == key)
             if value != default:
-                raise ConfigError(f"prune.{key}", value, f"{literal(default)} unless prune.method is one of "
-                                  f"{', '.join(sorted(m.name for m in exclusive))}")
+                raise ConfigError(
+                    f"prune.{key}",
+                    value,
+                    f"{literal(default)} unless prune.method is one of {', '.join(sorted(m.name for m in exclusive))}",
+                )
     return _build(method, {k: v for k, v in raw.items() if k in SHARED}, given, seed)
 
 
@@ -72,8 +75,11 @@ def point_config(cfg: PruneConfig, method: str, sparsity: float) -> PruneConfig:
     """
     check_choice("sweep.methods", method, METHODS.names())
     shared = {f: getattr(cfg, f) for f in SHARED} | {
-        "method": method, "sparsity": sparsity, "threshold": None,
-        "initial_sparsity": min(cfg.initial_sparsity, sparsity)}
+        "method": method,
+        "sparsity": sparsity,
+        "threshold": None,
+        "initial_sparsity": min(cfg.initial_sparsity, sparsity),
+    }
     try:
         return _build(METHODS.get(method), shared, cfg.given, cfg.seed)
     except ConfigError as exc:

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-
 def prune(model: nn.Module, cfg: PruneConfig, input_shape: tuple[int, ...]) -> Pruned:
     """Prune ``model`` in place, from dense, with ``cfg.method`` at ``cfg.sparsity`` (or its threshold).
 

@@ -34,8 +34,9 @@ class Random(MaskMethod):
     name = "random"
     seeded = True
 
-    def masks(self, layers: Mapping[str, nn.Module], sparsity: float,
-              current: Mapping[str, torch.Tensor], seed: int = 0) -> dict[str, torch.Tensor]:
+    def masks(
+        self, layers: Mapping[str, nn.Module], sparsity: float, current: Mapping[str, torch.Tensor], seed: int = 0
+    ) -> dict[str, torch.Tensor]:
         import torch
         from torch.nn.utils import prune
 

@@ -25,11 +25,15 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+
 def check_reachable(key: str, rewind: Rewind, baseline_epochs: int) -> None:
     """``epoch:N`` must leave the baseline's training something to redo: N < its epochs."""
     if rewind.epoch is not None and rewind.epoch >= baseline_epochs:
-        raise ConfigError(key, rewind.label, f"epoch:N with N < {baseline_epochs}, the epochs the baseline "
-                          f"trained (train.epochs); or 'init' or 'none'")
+        raise ConfigError(
+            key,
+            rewind.label,
+            f"epoch:N with N < {baseline_epochs}, the epochs the baseline trained (train.epochs); or 'init' or 'none'",
+        )
 
 
 def state_digest(state: Mapping[str, torch.Tensor]) -> str:
@@ -44,8 +48,12 @@ def state_digest(state: Mapping[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def rewind(model: nn.Module, layers: Mapping[str, nn.Module], state: Mapping[str, torch.Tensor],
-           masks: Mapping[str, torch.Tensor]) -> None:
+def rewind(
+    model: nn.Module,
+    layers: Mapping[str, nn.Module],
+    state: Mapping[str, torch.Tensor],
+    masks: Mapping[str, torch.Tensor],
+) -> None:
     """Load ``state`` into ``model`` (masks folded away first), then attach ``masks`` to ``layers``."""
     from prunelab.pruning.masks import apply_masks, make_permanent
 

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from prunelab.config import PruneConfig
 
 
-
 def polynomial_sparsity(step: int, ramp_steps: int, initial: float, final: float, power: float = 3.0) -> float:
     """s(t) above; ``ramp_steps`` = T (T = 0 jumps straight to ``final``)."""
     if ramp_steps <= 0 or step >= ramp_steps:
@@ -62,5 +61,7 @@ class Polynomial:
     def events(self, total_steps: int) -> list[tuple[int, float]]:
         """(step, sparsity) for each mask update of a run of ``total_steps`` optimiser steps."""
         ramp = self.ramp_steps(total_steps)
-        return [(t, polynomial_sparsity(t, ramp, self.initial, self.final, self.power))
-                for t in event_steps(ramp, self.steps)]
+        return [
+            (t, polynomial_sparsity(t, ramp, self.initial, self.final, self.power))
+            for t in event_steps(ramp, self.steps)
+        ]

@@ -44,10 +44,14 @@ class StructuredResult:
     kept_one: list[str] = field(default_factory=list)  # layers where the threshold would have removed every filter
 
     def report(self) -> dict[str, float]:
-        return {"params_before": self.params_before, "params_after": self.params_after,
-                "param_reduction": 1 - self.params_after / self.params_before,
-                f"{self.kind}_before": self.channels_before, f"{self.kind}_after": self.channels_after,
-                f"{self.kind}_removed_fraction": 1 - self.channels_after / max(self.channels_before, 1)}
+        return {
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "param_reduction": 1 - self.params_after / self.params_before,
+            f"{self.kind}_before": self.channels_before,
+            f"{self.kind}_after": self.channels_after,
+            f"{self.kind}_removed_fraction": 1 - self.channels_after / max(self.channels_before, 1),
+        }
 
 
 def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d]:
@@ -71,8 +75,14 @@ def channel_norms(group, graph, root_type: type[nn.Module], p: int) -> torch.Ten
     return norms
 
 
-def remove_channels(model: nn.Module, input_shape: tuple[int, ...], root_type: type[nn.Module], kind: str,
-                    p: int, choose: Callable[[torch.Tensor], torch.Tensor]) -> StructuredResult:
+def remove_channels(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    root_type: type[nn.Module],
+    kind: str,
+    p: int,
+    choose: Callable[[torch.Tensor], torch.Tensor],
+) -> StructuredResult:
     """Remove, in place, the output channels ``choose(norms)`` picks in every group rooted at ``root_type``."""
     import torch_pruning as tp  # slow to import; only structural pruning needs it
 
@@ -104,11 +114,17 @@ def remove_channels(model: nn.Module, input_shape: tuple[int, ...], root_type: t
 
 
 def smallest(sparsity: float) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda norms: torch.argsort(norms, stable=True)[:int(round(sparsity * len(norms)))]
+    return lambda norms: torch.argsort(norms, stable=True)[: round(sparsity * len(norms))]
 
 
-def remove_filters(model: nn.Module, input_shape: tuple[int, ...], *, sparsity: float | None = None,
-                   threshold: float | None = None, norm: str = "l2") -> StructuredResult:
+def remove_filters(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    sparsity: float | None = None,
+    threshold: float | None = None,
+    norm: str = "l2",
+) -> StructuredResult:
     """Physically remove filters from ``model`` in place (eval mode); see the module docstring."""
     if (sparsity is None) == (threshold is None):
         raise ValueError("give exactly one of sparsity and threshold")

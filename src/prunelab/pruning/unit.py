@@ -23,7 +23,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-
 @dataclass(frozen=True)
 class UnitOptions(MethodOptions):
     physical: bool = False  # remove the pruned neurons (a smaller network) instead of zeroing them
@@ -48,14 +47,18 @@ class Unit(MaskMethod):
         from prunelab.pruning.structured import hidden_linear_layers
 
         # physical removal never touches the classifier's outputs: they are the classes
-        layers = hidden_linear_layers(model) if cfg.options.physical else linear_layers(
-            prunable_layers(model, cfg.include_classifier))
+        layers = (
+            hidden_linear_layers(model)
+            if cfg.options.physical
+            else linear_layers(prunable_layers(model, cfg.include_classifier))
+        )
         if layers:
             return None
         return "has no fully connected layer besides the classifier, so unit pruning would remove nothing"
 
-    def masks(self, layers: Mapping[str, nn.Module], sparsity: float,
-              current: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def masks(
+        self, layers: Mapping[str, nn.Module], sparsity: float, current: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
         import torch
         from torch import nn
         from torch.nn.utils import prune

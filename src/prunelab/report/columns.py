@@ -21,8 +21,11 @@ class Regime(NamedTuple):
 # before fine-tuning (pruned and evaluated at once), after it, and after iterative magnitude
 # pruning (prune.schedule iterative: each k a level of IMP). The one-shot model has the same
 # mask as the fine-tuned one, so the same export size and kernels: both are drawn at its timings.
-REGIMES = (Regime("oneshot", "one-shot", True), Regime("finetuned", "fine-tuned", True),
-           Regime("iterative", "IMP", False))
+REGIMES = (
+    Regime("oneshot", "one-shot", True),
+    Regime("finetuned", "fine-tuned", True),
+    Regime("iterative", "IMP", False),
+)
 EXPORTED = tuple(r for r in REGIMES if r.exported)
 
 # What each sweep point measures, in table order, and with which column prefixes.
@@ -37,8 +40,13 @@ POINT_IDENTITY = ["method", "seed", "sparsity"]  # what the point is: method, re
 
 
 def _columns(where: str) -> list[str]:
-    return [prefix + c.name for name, prefixes in POINT_METRICS for prefix in prefixes
-            for c in METRICS.get(name).columns if getattr(c, where)]
+    return [
+        prefix + c.name
+        for name, prefixes in POINT_METRICS
+        for prefix in prefixes
+        for c in METRICS.get(name).columns
+        if getattr(c, where)
+    ]
 
 
 POINT_COLUMNS = POINT_IDENTITY + _columns("table")  # results/sweep.csv
@@ -52,9 +60,21 @@ TIMED_POINT_COLUMNS = POINT_COLUMNS + [c for c in SPEED_COLUMNS if c not in POIN
 # 0 with one seed), seeds how many replicates the mean is over.
 CURVE_KEYS = ["series", "method", "regime", "sparsity"]
 # results/plots/curves.csv: accuracy and loss against k and the parameters left
-SWEEP_CURVE_COLUMNS = CURVE_KEYS + ["params", "accuracy", "accuracy_std", "loss", "loss_std", "seeds"]
+SWEEP_CURVE_COLUMNS = [*CURVE_KEYS, "params", "accuracy", "accuracy_std", "loss", "loss_std", "seeds"]
 # results/efficiency/curves.csv: accuracy against the export's latency at batch 1, its time per
 # image at the evaluation batch, its size on disk, and the ratios against the dense model
-EFFICIENCY_CURVE_COLUMNS = CURVE_KEYS + [
-    "accuracy", "accuracy_std", "latency_b1_ms", "latency_b1_ms_std", "us_per_image", "export_mib",
-    "export_size_ratio", "speedup_b1", "speedup_eval", "dense_latency_b1_ms", "seeds", "timed_under_load"]
+EFFICIENCY_CURVE_COLUMNS = [
+    *CURVE_KEYS,
+    "accuracy",
+    "accuracy_std",
+    "latency_b1_ms",
+    "latency_b1_ms_std",
+    "us_per_image",
+    "export_mib",
+    "export_size_ratio",
+    "speedup_b1",
+    "speedup_eval",
+    "dense_latency_b1_ms",
+    "seeds",
+    "timed_under_load",
+]

@@ -56,8 +56,9 @@ def holds_until(points: Sequence[Row], key: str, reference: float, tolerance: fl
     return best
 
 
-def curves(rows: Sequence[Row], values: Mapping[str, CurveValue],
-           regimes: Sequence[Regime] = REGIMES) -> list[dict[str, Any]]:
+def curves(
+    rows: Sequence[Row], values: Mapping[str, CurveValue], regimes: Sequence[Regime] = REGIMES
+) -> list[dict[str, Any]]:
     """Per method (in order of appearance), regime and k (ascending, where the regime was measured):
     the series' name and each of ``values``."""
     out = []
@@ -66,13 +67,25 @@ def curves(rows: Sequence[Row], values: Mapping[str, CurveValue],
         for regime in regimes:
             for point in mean_curve(mine, f"{regime.prefix}_test_accuracy"):
                 at = [r for r in mine if r["sparsity"] == point["sparsity"]]
-                out.append({"series": f"{method}, {regime.label}", "method": method, "regime": regime.prefix,
-                            "sparsity": point["sparsity"]} | {name: value(at, regime) for name, value in values.items()})
+                out.append(
+                    {
+                        "series": f"{method}, {regime.label}",
+                        "method": method,
+                        "regime": regime.prefix,
+                        "sparsity": point["sparsity"],
+                    }
+                    | {name: value(at, regime) for name, value in values.items()}
+                )
     return out
 
 
-def summary(rows: Sequence[Row], baseline_accuracy: float, tolerance: float, regimes: Sequence[Regime] = REGIMES,
-            at_holds: Mapping[str, Callable[[Sequence[Row]], Any]] | None = None) -> dict[str, dict[str, Any]]:
+def summary(
+    rows: Sequence[Row],
+    baseline_accuracy: float,
+    tolerance: float,
+    regimes: Sequence[Regime] = REGIMES,
+    at_holds: Mapping[str, Callable[[Sequence[Row]], Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Per method and regime: the largest k whose mean accuracy over seeds stays within ``tolerance``
     of the dense baseline's (-1 where none does), the spread there, the accuracy at the largest k,
     and each of ``at_holds`` computed on the rows at the held k (left out where it is None)."""

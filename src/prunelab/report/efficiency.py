@@ -22,8 +22,17 @@ from prunelab.report.curves import curves as _curves
 from prunelab.report.curves import summary as _summary
 from prunelab.report.sweep import load_sweep
 
-__all__ = ["CURVE_VALUES", "EFFICIENCY_CURVE_COLUMNS", "TIMED_POINT_COLUMNS", "curves", "join", "load",
-           "load_timings", "summary"]
+__all__ = [
+    "CURVE_VALUES",
+    "EFFICIENCY_CURVE_COLUMNS",
+    "TIMED_POINT_COLUMNS",
+    "curves",
+    "join",
+    "load",
+    "load_timings",
+    "summary",
+]
+
 
 def load_timings(path: str | Path, method: str, seed: int, sparsities: Sequence[float]) -> list[dict[str, Any]]:
     """One sweep stage's timings, checked to hold exactly the requested points."""
@@ -33,8 +42,9 @@ def load_timings(path: str | Path, method: str, seed: int, sparsities: Sequence[
     timings = atomic.read_json(path)
     found = [p["sparsity"] for p in timings.get("points", [])]
     if sorted(found) != sorted(sparsities):
-        raise PrunelabError(f"{path} holds sparsities {found}, but sweep.sparsities is {list(sparsities)}: "
-                            "it is stale; run `dvc repro`")
+        raise PrunelabError(
+            f"{path} holds sparsities {found}, but sweep.sparsities is {list(sparsities)}: it is stale; run `dvc repro`"
+        )
     return timings["points"]
 
 
@@ -50,9 +60,15 @@ def join(points: Sequence[Mapping[str, Any]], timings: Sequence[Mapping[str, Any
 
 def load(methods: Sequence[str], seeds: Sequence[int], sparsities: Sequence[float]) -> list[dict[str, Any]]:
     """Every sweep point of ``methods`` and ``seeds`` joined with its timings, in params order."""
-    return [row for m in methods for s in seeds
-            for row in join(load_sweep(paths.sweep_result(m, s), m, sparsities, s),
-                            load_timings(paths.sweep_speed(m, s), m, s, sparsities))]
+    return [
+        row
+        for m in methods
+        for s in seeds
+        for row in join(
+            load_sweep(paths.sweep_result(m, s), m, sparsities, s),
+            load_timings(paths.sweep_speed(m, s), m, s, sparsities),
+        )
+    ]
 
 
 def _run(row: Mapping[str, Any], what: str) -> Any:

@@ -14,11 +14,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter
 
-from prunelab import atomic# noqa: E402
-from prunelab.report.columns import EXPORTED, REGIMES  # noqa: E402
+from prunelab import atomic
+from prunelab.report.columns import EXPORTED, REGIMES
 
 STYLES = {"oneshot": ("-", "o"), "finetuned": ("--", "s"), "iterative": ("-.", "^")}  # line and marker per regime
 X_AXES = {  # x: which curves.csv column, its label
@@ -28,8 +28,9 @@ X_AXES = {  # x: which curves.csv column, its label
 }
 
 
-def sweep_figure(rows: list[dict[str, Any]], baseline: dict[str, float], title: str, path: str | Path,
-                 x: str = "sparsity") -> Path:
+def sweep_figure(
+    rows: list[dict[str, Any]], baseline: dict[str, float], title: str, path: str | Path, x: str = "sparsity"
+) -> Path:
     """The curves of ``report.sweep.curves`` (means over seeds): a shaded band of ± 1 std where there are several seeds.
 
     ``baseline``: test_accuracy, test_loss and their *_std over the seeds' dense models.
@@ -47,8 +48,9 @@ def sweep_figure(rows: list[dict[str, Any]], baseline: dict[str, float], title: 
         for regime, regime_label, _ in REGIMES:
             style, marker = STYLES[regime]
             for method in methods:
-                pts = sorted((r for r in rows if r["method"] == method and r["regime"] == regime),
-                             key=lambda r: r["sparsity"])
+                pts = sorted(
+                    (r for r in rows if r["method"] == method and r["regime"] == regime), key=lambda r: r["sparsity"]
+                )
                 if not pts:
                     continue
                 colour = colours[methods.index(method) % len(colours)]
@@ -70,8 +72,12 @@ def sweep_figure(rows: list[dict[str, Any]], baseline: dict[str, float], title: 
         else:
             ax.set_yscale("log")
     seeds = max((r["seeds"] for r in rows), default=1)
-    axes[0].legend(loc="lower left", fontsize=9,
-                   title=f"mean of {seeds} seeds, band ± 1 std" if seeds > 1 else None, title_fontsize=9)
+    axes[0].legend(
+        loc="lower left",
+        fontsize=9,
+        title=f"mean of {seeds} seeds, band ± 1 std" if seeds > 1 else None,
+        title_fontsize=9,
+    )
     fig.suptitle(title)
     try:
         atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
@@ -107,22 +113,39 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
         for regime, regime_label, _ in EXPORTED:
             style, marker = STYLES[regime]
             for method in methods:
-                pts = sorted((r for r in rows if r["method"] == method and r["regime"] == regime
-                              and r.get(column) is not None), key=lambda r: r["sparsity"])
+                pts = sorted(
+                    (r for r in rows if r["method"] == method and r["regime"] == regime and r.get(column) is not None),
+                    key=lambda r: r["sparsity"],
+                )
                 if not pts:
                     continue
                 colour = colours[methods.index(method) % len(colours)]
                 xs, ys = [r[column] for r in pts], [r["accuracy"] for r in pts]
                 # timings are not joined by lines: from point to point, noise would read as a trend
-                ax.plot(xs, ys, ls="none" if timed else style, lw=1, color=colour, alpha=0.7,
-                        label=f"{method}, {regime_label}")
+                ax.plot(
+                    xs,
+                    ys,
+                    ls="none" if timed else style,
+                    lw=1,
+                    color=colour,
+                    alpha=0.7,
+                    label=f"{method}, {regime_label}",
+                )
                 if timed and column == "latency_b1_ms" and any(r["latency_b1_ms_std"] for r in pts):
-                    ax.errorbar(xs, ys, xerr=[r["latency_b1_ms_std"] for r in pts], fmt="none", ecolor=colour,
-                                alpha=0.5, lw=1)
+                    ax.errorbar(
+                        xs, ys, xerr=[r["latency_b1_ms_std"] for r in pts], fmt="none", ecolor=colour, alpha=0.5, lw=1
+                    )
                 # hollow: timed under load (the machine busier than its cores), so the speed is not a result
                 hollow = [timed and bool(r.get("timed_under_load")) for r in pts]
-                ax.scatter(xs, ys, marker=marker, s=[8 + 60 * r["sparsity"] ** 2 for r in pts], zorder=3,
-                           facecolors=["none" if h else colour for h in hollow], edgecolors=colour)
+                ax.scatter(
+                    xs,
+                    ys,
+                    marker=marker,
+                    s=[8 + 60 * r["sparsity"] ** 2 for r in pts],
+                    zorder=3,
+                    facecolors=["none" if h else colour for h in hollow],
+                    edgecolors=colour,
+                )
         ax.set_xlabel(label)
         if log:
             ax.set_xscale("log")
@@ -133,9 +156,17 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
     handles, labels = axes[0].get_legend_handles_labels()
     # below the panels: inside one it would hide the high-k points, which sit bottom left
     under_load = any(r.get("timed_under_load") for r in rows)
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=9,
-               title="marker size: k" + (f"; mean of {seeds} seeds" if seeds > 1 else "")
-               + ("; hollow: timed under load, not a result" if under_load else ""), title_fontsize=9)
+    fig.legend(
+        handles,
+        labels,
+        loc="outside lower center",
+        ncol=min(len(labels), 6),
+        fontsize=9,
+        title="marker size: k"
+        + (f"; mean of {seeds} seeds" if seeds > 1 else "")
+        + ("; hollow: timed under load, not a result" if under_load else ""),
+        title_fontsize=9,
+    )
     fig.suptitle(title)
     try:
         atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))

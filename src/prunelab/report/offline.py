@@ -6,7 +6,8 @@ through the `{scripts}` placeholder of its page template. Our template
 placeholder: it carries vega, vega-lite and vega-embed inline, so the page DVC writes is
 self-contained. The template is committed; rebuild it after upgrading the libraries:
 
-    cd "$(mktemp -d)" && npm pack vega@5 vega-lite@5 vega-embed@6 && for f in *.tgz; do tar xzf "$f" && mv package "${f%.tgz}"; done
+    cd "$(mktemp -d)" && npm pack vega@5 vega-lite@5 vega-embed@6 \\
+        && for f in *.tgz; do tar xzf "$f" && mv package "${f%.tgz}"; done
     uv run python -m prunelab.report.offline "$PWD"        # run from the repository root
 
 The versions are the major versions DVC's own templates are written for.
@@ -23,8 +24,11 @@ from prunelab.errors import PrunelabError
 
 TEMPLATE = Path(".dvc") / "plots" / "offline.html"
 LICENSES = Path(".dvc") / "plots" / "VEGA-LICENSES.txt"
-LIBRARIES = (("vega", "build/vega.min.js"), ("vega-lite", "build/vega-lite.min.js"),
-             ("vega-embed", "build/vega-embed.min.js"))
+LIBRARIES = (
+    ("vega", "build/vega.min.js"),
+    ("vega-lite", "build/vega-lite.min.js"),
+    ("vega-embed", "build/vega-embed.min.js"),
+)
 
 HEAD = """<!DOCTYPE html>
 <html>
@@ -51,7 +55,9 @@ def package_folder(root: Path, name: str) -> Path:
     """The unpacked npm package ``name`` under ``root`` (``<name>-<version>``, as `npm pack` names it)."""
     found = sorted(p for p in root.iterdir() if p.is_dir() and re.fullmatch(rf"{re.escape(name)}-\d[\w.]*", p.name))
     if not found:
-        raise PrunelabError(f"{root}: no unpacked {name}-<version>/ folder (see `python -m prunelab.report.offline -h`)")
+        raise PrunelabError(
+            f"{root}: no unpacked {name}-<version>/ folder (see `python -m prunelab.report.offline -h`)"
+        )
     return found[-1]
 
 
@@ -66,17 +72,25 @@ def build(root: Path) -> tuple[str, str]:
         scripts.append(f'    <script type="text/javascript">/* {folder.name} */\n{code}\n    </script>')
         notices.append(f"{folder.name} (BSD-3-Clause)")
         licence = folder / "LICENSE"
-        text = licence.read_text(encoding="utf-8") if licence.exists() else (
-            "BSD-3-Clause, as its package.json declares (the npm package ships no LICENSE file); "
-            "same terms as the two below.\n")
+        text = (
+            licence.read_text(encoding="utf-8")
+            if licence.exists()
+            else (
+                "BSD-3-Clause, as its package.json declares (the npm package ships no LICENSE file); "
+                "same terms as the two below.\n"
+            )
+        )
         licences.append(f"== {folder.name} ==\n{text}")
     notice = f"Inlined: {', '.join(notices)}; licences in .dvc/plots/VEGA-LICENSES.txt."
     return HEAD.replace("NOTICE.", notice) + "\n".join(scripts) + "\n" + TAIL, "\n".join(licences)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m prunelab.report.offline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m prunelab.report.offline",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("packages", type=Path, help="folder holding the unpacked vega, vega-lite, vega-embed")
     args = parser.parse_args()
     page, licences = build(args.packages)

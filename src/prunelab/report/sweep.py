@@ -16,8 +16,16 @@ from prunelab.report.curves import CurveValue, mean_of, mean_std, present
 from prunelab.report.curves import curves as _curves
 from prunelab.report.curves import summary as _summary
 
-__all__ = ["CURVE_VALUES", "SWEEP_CURVE_COLUMNS", "baselines", "curves", "load_sweep", "point_values", "summary",
-           "versus_baseline"]
+__all__ = [
+    "CURVE_VALUES",
+    "SWEEP_CURVE_COLUMNS",
+    "baselines",
+    "curves",
+    "load_sweep",
+    "point_values",
+    "summary",
+    "versus_baseline",
+]
 
 # curves.csv: accuracy and loss against k, with the parameters left (the points' mean at k)
 CURVE_VALUES: dict[str, CurveValue] = {
@@ -35,7 +43,9 @@ def point_values(values: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in values.items() if k in POINT_KEYS}
 
 
-def load_sweep(path: str | Path, method: str, sparsities: Sequence[float], seed: int | None = None) -> list[dict[str, Any]]:
+def load_sweep(
+    path: str | Path, method: str, sparsities: Sequence[float], seed: int | None = None
+) -> list[dict[str, Any]]:
     """Read one method's sweep result (one seed) and check it holds exactly the requested points."""
     path = Path(path)
     stage = f"sweep@{method}" + (f"-{seed}" if seed is not None else "")
@@ -44,8 +54,9 @@ def load_sweep(path: str | Path, method: str, sparsities: Sequence[float], seed:
     points = atomic.read_json(path)["points"]
     found = [p["sparsity"] for p in points]
     if sorted(found) != sorted(sparsities):
-        raise PrunelabError(f"{path} holds sparsities {found}, but sweep.sparsities is {list(sparsities)}: "
-                            "it is stale; run `dvc repro`")
+        raise PrunelabError(
+            f"{path} holds sparsities {found}, but sweep.sparsities is {list(sparsities)}: it is stale; run `dvc repro`"
+        )
     return points
 
 
@@ -64,13 +75,17 @@ def curves(points_by_method: Mapping[str, list[dict[str, Any]]]) -> list[dict[st
     return _curves(_rows(points_by_method), CURVE_VALUES)
 
 
-def summary(points_by_method: Mapping[str, list[dict[str, Any]]], baseline_accuracies: Sequence[float],
-            tolerance: float) -> dict[str, Any]:
+def summary(
+    points_by_method: Mapping[str, list[dict[str, Any]]], baseline_accuracies: Sequence[float], tolerance: float
+) -> dict[str, Any]:
     """results/sweep_summary.json: per method and regime, the largest k whose mean accuracy over seeds
     stays within ``tolerance`` of the dense baselines' mean, with the spread over seeds there and at the largest k."""
     baseline, baseline_std = mean_std(list(baseline_accuracies))
-    head = {"baseline_test_accuracy": baseline, "baseline_test_accuracy_std": baseline_std,
-            "seeds": len(baseline_accuracies)}
+    head = {
+        "baseline_test_accuracy": baseline,
+        "baseline_test_accuracy_std": baseline_std,
+        "seeds": len(baseline_accuracies),
+    }
     return head | _summary(_rows(points_by_method), baseline, tolerance)
 
 
@@ -80,7 +95,10 @@ def _rows(points_by_method: Mapping[str, list[dict[str, Any]]]) -> list[dict[str
 
 def versus_baseline(test_accuracy: float, params: int, baseline: Mapping[str, Any]) -> dict[str, Any]:
     """The evaluate stage's comparison with the dense baseline (metrics/baseline.json)."""
-    return {"baseline_test_accuracy": baseline["test_accuracy"],
-            "accuracy_drop": baseline["test_accuracy"] - test_accuracy,
-            # physically removed filters or units; masks leave the count unchanged (see compression_ratio)
-            "baseline_params": baseline["params"], "param_reduction": 1 - params / baseline["params"]}
+    return {
+        "baseline_test_accuracy": baseline["test_accuracy"],
+        "accuracy_drop": baseline["test_accuracy"] - test_accuracy,
+        # physically removed filters or units; masks leave the count unchanged (see compression_ratio)
+        "baseline_params": baseline["params"],
+        "param_reduction": 1 - params / baseline["params"],
+    }

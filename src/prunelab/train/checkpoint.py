@@ -75,10 +75,13 @@ def load(path: str | Path) -> Checkpoint:
         meta = dict(blob["meta"])
         rewind = dict(blob.get("rewind") or {})
     except PrunelabError as exc:  # a config this prunelab refuses (ConfigError), a layer it cannot rebuild
-        raise PrunelabError(f"{path}: not a checkpoint this prunelab can load ({exc}); {atomic.rerun_hint(path)}") from None
+        raise PrunelabError(
+            f"{path}: not a checkpoint this prunelab can load ({exc}); {atomic.rerun_hint(path)}"
+        ) from None
     except (TypeError, ValueError, RuntimeError, AttributeError, KeyError) as exc:
-        raise PrunelabError(f"{path}: its contents do not fit a prunelab model ({atomic.reason(exc)}); "
-                            f"{atomic.rerun_hint(path)}") from None
+        raise PrunelabError(
+            f"{path}: its contents do not fit a prunelab model ({atomic.reason(exc)}); {atomic.rerun_hint(path)}"
+        ) from None
     return Checkpoint(model, cfg, shape, classes, masks, meta, rewind)
 
 
@@ -86,13 +89,20 @@ def _resized(module: nn.Module, weight: torch.Tensor) -> nn.Module | None:
     """``module`` rebuilt for a saved weight of another shape (same kind, kernel, stride, bias)."""
     bias = getattr(module, "bias", None) is not None
     if isinstance(module, nn.Conv2d) and module.groups == 1 and weight.dim() == 4:
-        return nn.Conv2d(weight.shape[1], weight.shape[0], module.kernel_size, module.stride, module.padding,
-                         module.dilation, bias=bias, padding_mode=module.padding_mode)
+        return nn.Conv2d(
+            weight.shape[1],
+            weight.shape[0],
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            bias=bias,
+            padding_mode=module.padding_mode,
+        )
     if isinstance(module, nn.Linear) and weight.dim() == 2:
         return nn.Linear(weight.shape[1], weight.shape[0], bias=bias)
     if isinstance(module, nn.BatchNorm2d) and weight.dim() == 1:
-        return nn.BatchNorm2d(weight.shape[0], module.eps, module.momentum, module.affine,
-                              module.track_running_stats)
+        return nn.BatchNorm2d(weight.shape[0], module.eps, module.momentum, module.affine, module.track_running_stats)
     return None
 
 
@@ -104,7 +114,9 @@ def resize_to(model: nn.Module, state_dict: dict[str, torch.Tensor], path: str |
             continue
         new = _resized(module, weight)
         if new is None:
-            raise PrunelabError(f"{path}: layer {name} ({type(module).__name__}) has weight {tuple(weight.shape)}, "
-                                f"which this prunelab cannot rebuild from {tuple(module.weight.shape)}")
+            raise PrunelabError(
+                f"{path}: layer {name} ({type(module).__name__}) has weight {tuple(weight.shape)}, "
+                f"which this prunelab cannot rebuild from {tuple(module.weight.shape)}"
+            )
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name) if parent_name else model, child, new)

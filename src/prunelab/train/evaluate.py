@@ -27,17 +27,19 @@ def to_device(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.T
     return split.images.to(device), split.labels.to(device)
 
 
-def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
-            order: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    images: torch.Tensor, labels: torch.Tensor, batch_size: int, order: torch.Tensor | None = None
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     n = labels.shape[0]
     for start in range(0, n, batch_size):
-        idx = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
+        idx = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
         yield scaled(images[idx]), labels[idx]
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, split: Split, device: torch.device | str = "cpu",
-             batch_size: int = EVAL_BATCH) -> dict[str, float]:
+def evaluate(
+    model: nn.Module, split: Split, device: torch.device | str = "cpu", batch_size: int = EVAL_BATCH
+) -> dict[str, float]:
     """Mean cross-entropy loss and accuracy over ``split``."""
     was_training = model.training
     model.eval()

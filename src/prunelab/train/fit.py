@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from prunelab.train.augment import crop_and_flip
 from prunelab.config import OptimConfig
 from prunelab.data.spec import DataSpec, Split
-from prunelab.train.evaluate import batches, evaluate, scaled, to_device
 from prunelab.seeding import generator
+from prunelab.train.augment import crop_and_flip
+from prunelab.train.evaluate import batches, evaluate, scaled, to_device
 
 # The per-epoch history as DVC files record it: the timings (epoch_time, data_time,
 # step_time) are left to MLflow because they differ from run to run and would break
@@ -63,10 +63,16 @@ class FitResult:
     stopped_early: bool = False
 
 
-def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                labels: torch.Tensor, batch_size: int, order: torch.Tensor,
-                on_batch: Callable[[], None] | None = None,
-                augment: torch.Generator | None = None) -> dict[str, float]:
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    order: torch.Tensor,
+    on_batch: Callable[[], None] | None = None,
+    augment: torch.Generator | None = None,
+) -> dict[str, float]:
     """One pass over the data. With ``augment`` (its random generator), batches are cropped and flipped.
 
     Besides loss and accuracy it reports ``data_time`` (slicing, scaling, augmenting
@@ -99,13 +105,27 @@ def train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: torc
         if on_batch is not None:
             on_batch()
     n = labels.shape[0]
-    return {"train_loss": float(loss_sum) / n, "train_accuracy": float(correct) / n,
-            "data_time": data_time, "step_time": step_time}
+    return {
+        "train_loss": float(loss_sum) / n,
+        "train_accuracy": float(correct) / n,
+        "data_time": data_time,
+        "step_time": step_time,
+    }
 
 
-def fit(model: nn.Module, data: DataSpec, cfg: OptimConfig, *, seed: int, device: torch.device,
-        desc: str = "train", on_epoch: Callable[[dict[str, float]], None] | None = None,
-        leave: bool = True, augment: bool = False, pruner=None) -> FitResult:
+def fit(
+    model: nn.Module,
+    data: DataSpec,
+    cfg: OptimConfig,
+    *,
+    seed: int,
+    device: torch.device,
+    desc: str = "train",
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    leave: bool = True,
+    augment: bool = False,
+    pruner=None,
+) -> FitResult:
     """Train ``model`` on ``data.train`` for ``cfg.epochs``.
 
     Each history record holds epoch, train/val loss and accuracy, and epoch_time,
@@ -139,24 +159,29 @@ def fit(model: nn.Module, data: DataSpec, cfg: OptimConfig, *, seed: int, device
             pruner.after_step()
 
     # not on a terminal (CI, logs, `dvc queue logs`): no bar redraws, one line per epoch instead
-    with tqdm(total=epochs * n_batches, desc=desc, unit="batch", leave=leave, dynamic_ncols=True,
-              disable=None) as bar:
+    with tqdm(total=epochs * n_batches, desc=desc, unit="batch", leave=leave, dynamic_ncols=True, disable=None) as bar:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             order = torch.randperm(labels.shape[0], generator=rng).to(device)
-            record = {"epoch": epoch, **train_epoch(model, optimizer, images, labels, cfg.batch_size,
-                                                    order, on_batch=after_batch, augment=augment_rng)}
+            record = {
+                "epoch": epoch,
+                **train_epoch(
+                    model, optimizer, images, labels, cfg.batch_size, order, on_batch=after_batch, augment=augment_rng
+                ),
+            }
             val = evaluate(model, data.val, device)
-            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
-                          epoch_time=time.perf_counter() - start)
+            record.update(val_loss=val["loss"], val_accuracy=val["accuracy"], epoch_time=time.perf_counter() - start)
             if pruner is not None:
                 record["sparsity"] = round(pruner.sparsity, 6)
             result.history.append(record)
             bar.set_postfix(epoch=epoch, val_loss=f"{val['loss']:.4f}", val_acc=f"{val['accuracy']:.4f}")
             if bar.disable:
-                print(f"{desc}: epoch {epoch}/{epochs} train_loss {record['train_loss']:.4f} "
-                      f"val_loss {val['loss']:.4f} val_accuracy {val['accuracy']:.4f}"
-                      + (f" sparsity {record['sparsity']:g}" if "sparsity" in record else ""), flush=True)
+                print(
+                    f"{desc}: epoch {epoch}/{epochs} train_loss {record['train_loss']:.4f} "
+                    f"val_loss {val['loss']:.4f} val_accuracy {val['accuracy']:.4f}"
+                    + (f" sparsity {record['sparsity']:g}" if "sparsity" in record else ""),
+                    flush=True,
+                )
             if on_epoch is not None:
                 on_epoch(record)
             if pruner is not None and not pruner.done:
