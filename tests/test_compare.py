@@ -2,9 +2,9 @@
 
 import pytest
 
-from prunelab.track import compare
 from prunelab import track
 from prunelab.errors import PrunelabError
+from prunelab.track import compare
 
 
 @pytest.fixture
@@ -21,17 +21,30 @@ def evaluate_run(monkeypatch, experiment, accuracy, params, data):
     monkeypatch.setenv("DVC_EXP_NAME", experiment)
     tags = track.run_tags("evaluate", dataset="toy", model="mlp", method="weight", sparsity=0.9)
     with track.start_run("evaluate", params={}, tags=tags, dataset=(data, "toy", "evaluation")):
-        track.log_metrics({"test_accuracy": accuracy, "oneshot_test_accuracy": accuracy - 0.1,
-                              "baseline_test_accuracy": 0.95, "accuracy_drop": 0.95 - accuracy,
-                              "sparsity_prunable": 0.9, "params": params, "nonzero_params": params // 10,
-                              "compression_ratio": 10.0, "param_reduction": 0.0})
+        track.log_metrics(
+            {
+                "test_accuracy": accuracy,
+                "oneshot_test_accuracy": accuracy - 0.1,
+                "baseline_test_accuracy": 0.95,
+                "accuracy_drop": 0.95 - accuracy,
+                "sparsity_prunable": 0.9,
+                "params": params,
+                "nonzero_params": params // 10,
+                "compression_ratio": 10.0,
+                "param_reduction": 0.0,
+            }
+        )
 
 
 def sweep_point(monkeypatch, experiment, method, k, accuracy, seed=0):
     monkeypatch.setenv("DVC_EXP_NAME", experiment)
     with track.start_run(f"sweep {method}", params={}, tags=track.run_tags("sweep", method=method)):
-        with track.start_run(f"sweep {method} {k}", params={}, nested=True,
-                                tags=track.run_tags("sweep", method=method, sparsity=k, seed=seed)):
+        with track.start_run(
+            f"sweep {method} {k}",
+            params={},
+            nested=True,
+            tags=track.run_tags("sweep", method=method, sparsity=k, seed=seed),
+        ):
             track.log_metrics({"sparsity": k, "oneshot_test_accuracy": accuracy, "finetuned_test_accuracy": accuracy})
 
 
@@ -51,12 +64,12 @@ def test_experiment_is_a_model_training_experiment_and_runs_carry_their_dataset(
 
 
 def test_an_old_store_gets_the_experiment_kind_tag(store):
-    root, client = store
+    _, client = store
     import mlflow
 
     mlflow.set_tracking_uri(track.tracking_uri())
     mlflow.create_experiment("prunelab")  # as an older prunelab made it
-    track.runs._experiment_ids.clear()
+    track.store._experiment_ids.clear()
     track.init_store()
     assert client.get_experiment_by_name("prunelab").tags["mlflow.experimentKind"] == "custom_model_development"
 
@@ -88,7 +101,10 @@ def test_points_table_has_one_row_per_sweep_point(store, monkeypatch):
     sweep_point(monkeypatch, "a", "weight", 0.9, 0.8, seed=1)  # another replicate is a row of its own
     frame = compare.table(track.search_runs(), ["a"], points=True)
     assert list(zip(frame["seed"], frame["sparsity"], frame["finetuned_test_accuracy"])) == [
-        ("0", 0.0, 0.95), ("0", 0.9, 0.9), ("1", 0.9, 0.8)]
+        ("0", 0.0, 0.95),
+        ("0", 0.9, 0.9),
+        ("1", 0.9, 0.8),
+    ]
 
 
 def test_bad_names_and_an_empty_store_say_what_to_do(store, monkeypatch):

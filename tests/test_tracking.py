@@ -1,9 +1,12 @@
 """MLflow logging into a temporary SQLite store, found through DVC_ROOT as in queued experiments."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from prunelab import paths
-from prunelab import track
+from prunelab import paths, track
 
 
 @pytest.fixture
@@ -32,8 +35,11 @@ def test_run_logs_params_tags_history_and_artifacts(store):
     artifact = root / "metrics.json"
     artifact.write_text("{}")
     history = [{"epoch": 1, "val_loss": 0.9}, {"epoch": 2, "val_loss": 0.5}]
-    with track.start_run("finetune", params={"finetune": {"lr": 0.01, "epochs": 2}},
-                            tags=track.run_tags("finetune", method="weight", sparsity=0.9)):
+    with track.start_run(
+        "finetune",
+        params={"finetune": {"lr": 0.01, "epochs": 2}},
+        tags=track.run_tags("finetune", method="weight", sparsity=0.9),
+    ):
         track.log_history(history)
         track.log_metrics({"test_accuracy": 0.97})
         track.log_artifacts([artifact])
@@ -63,8 +69,9 @@ def test_nested_point_runs_belong_to_their_stage_run(store):
     _, client = store
     with track.start_run("sweep weight", params={}, tags=track.run_tags("sweep")) as parent:
         for k in (0.5, 0.9):
-            with track.start_run(f"sweep weight {k}", params={"sparsity": k},
-                                    tags=track.run_tags("sweep", sparsity=k), nested=True):
+            with track.start_run(
+                f"sweep weight {k}", params={"sparsity": k}, tags=track.run_tags("sweep", sparsity=k), nested=True
+            ):
                 track.log_metrics({"oneshot_test_accuracy": 1 - k})
     found = runs(client())
     children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent]
@@ -90,27 +97,49 @@ def test_runs_record_their_owner_and_orphans_of_dead_processes_are_marked_killed
     with track.start_run("train_baseline", params={}, tags=track.run_tags("train_baseline")) as alive_id:
         pass
     experiment = track.init_store()
-    orphan = client().create_run(experiment, run_name="finetune",
-                                 tags={**track.process_tags(), track.PID_TAG: dead.stdout.strip()})
+    orphan = client().create_run(
+        experiment, run_name="finetune", tags={**track.process_tags(), track.PID_TAG: dead.stdout.strip()}
+    )
     client().create_run(experiment, run_name="prune", tags=track.process_tags())  # this process: alive
-    client().create_run(experiment, run_name="other host",  # not ours to judge
-                        tags={**track.process_tags(), track.HOST_TAG: "elsewhere", track.PID_TAG: "1"})
+    client().create_run(
+        experiment,
+        run_name="other host",  # not ours to judge
+        tags={**track.process_tags(), track.HOST_TAG: "elsewhere", track.PID_TAG: "1"},
+    )
     assert client().get_run(alive_id).data.tags[track.PID_TAG] == str(__import__("os").getpid())
     assert track.reap_dead_runs(experiment) == [orphan.info.run_id]
     status = {r.info.run_name: r.info.status for r in runs(client())}
     assert status == {"train_baseline": "FINISHED", "finetune": "KILLED", "prune": "RUNNING", "other host": "RUNNING"}
-    assert f"marked 1 run(s) KILLED whose process (pid {dead.stdout.strip()}) is gone: finetune" in capsys.readouterr().err
+    reaped = f"marked 1 run(s) KILLED whose process (pid {dead.stdout.strip()}) is gone: finetune"
+    assert reaped in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("uri", "error", "expected"), [
-    ("http://127.0.0.1:9", ConnectionError("HTTPConnectionPool: Max retries exceeded ([Errno 111] Connection refused)"),
-     "tracking server http://127.0.0.1:9 is unreachable (Connection refused): start it, or unset MLFLOW_TRACKING_URI"),
-    ("sqlite:///x.db", RuntimeError("(sqlite3.OperationalError) attempt to write a readonly database"),
-     "tracking store sqlite:///x.db is read-only: make it writable again"),
-    ("sqlite:///x.db", RuntimeError("(sqlite3.OperationalError) database is locked"),
-     "tracking store sqlite:///x.db is locked by another process"),
-    ("sqlite:///x.db", ValueError("something new\nwith detail"), "tracking store sqlite:///x.db failed: outer wrapper"),
-])
+@pytest.mark.parametrize(
+    ("uri", "error", "expected"),
+    [
+        (
+            "http://127.0.0.1:9",
+            ConnectionError("HTTPConnectionPool: Max retries exceeded ([Errno 111] Connection refused)"),
+            "tracking server http://127.0.0.1:9 is unreachable (Connection refused): "
+            "start it, or unset MLFLOW_TRACKING_URI",
+        ),
+        (
+            "sqlite:///x.db",
+            RuntimeError("(sqlite3.OperationalError) attempt to write a readonly database"),
+            "tracking store sqlite:///x.db is read-only: make it writable again",
+        ),
+        (
+            "sqlite:///x.db",
+            RuntimeError("(sqlite3.OperationalError) database is locked"),
+            "tracking store sqlite:///x.db is locked by another process",
+        ),
+        (
+            "sqlite:///x.db",
+            ValueError("something new\nwith detail"),
+            "tracking store sqlite:///x.db failed: outer wrapper",
+        ),
+    ],
+)
 def test_store_failures_are_one_line_saying_what_to_do(uri, error, expected):
     try:
         raise RuntimeError("outer wrapper") from error
@@ -128,10 +157,18 @@ def test_ctrl_c_during_a_store_call_is_delivered_after_it():
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
-            with track.runs._signals_held():
+            with track.store._signals_held():
                 os.kill(os.getpid(), signal.SIGINT)  # arrives "inside the database write"
                 reached_the_end = True
         assert reached_the_end  # the write finished; the interrupt came right after it
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_importing_the_tracking_package_turns_mlflow_telemetry_off_first():
+    """In a clean process, with nothing set: mlflow sees telemetry off however prunelab is entered."""
+    code = "import os, prunelab.track.reap; print(os.environ['MLFLOW_DISABLE_TELEMETRY'], os.environ['DO_NOT_TRACK'])"
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["true", "true"]

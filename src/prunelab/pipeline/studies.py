@@ -1,7 +1,8 @@
 """The reference studies (docs/reference-studies.md) as params overrides.
 
-Each study is one ``dvc exp run`` command; ``command(name)`` renders it exactly as the
-README shows it (tests/test_studies.py checks that, and that every override is valid).
+Each study is one ``dvc exp run`` command; ``command(name)`` renders it exactly as
+docs/reference-studies.md shows it (tests/test_studies.py checks that, and that every
+override is valid).
 bench/study_times.py times each study's training from the same overrides.
 """
 
@@ -107,7 +108,7 @@ def _value(v: Any) -> str:
 
 
 def command(name: str) -> str:
-    """The README's command for study ``name``: one ``-S key=value`` per override, a line per section."""
+    """The command docs/reference-studies.md gives for ``name``: a ``-S key=value`` per override, lines by section."""
     lines: dict[str, list[str]] = {}
     for k, v in STUDIES[name].overrides.items():
         lines.setdefault(k.split(".")[0], []).append(

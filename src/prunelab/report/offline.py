@@ -100,6 +100,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from prunelab.pipeline import runner as stage
+    from prunelab import cli
 
-    stage.run(main)
+    cli.run(main)

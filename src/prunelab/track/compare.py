@@ -24,34 +24,50 @@ from prunelab.errors import PrunelabError
 
 # (column, where MLflow keeps it): the numbers people compare, in reading order
 EXPERIMENT_COLUMNS = [
-    ("experiment", "tags.dvc_exp"), ("dataset", "tags.dataset"), ("model", "tags.model"),
-    ("method", "tags.method"), ("sparsity", "tags.sparsity"),
-    ("test_accuracy", "metrics.test_accuracy"), ("oneshot_test_accuracy", "metrics.oneshot_test_accuracy"),
-    ("baseline_test_accuracy", "metrics.baseline_test_accuracy"), ("accuracy_drop", "metrics.accuracy_drop"),
-    ("sparsity_prunable", "metrics.sparsity_prunable"), ("params", "metrics.params"),
-    ("nonzero_params", "metrics.nonzero_params"), ("compression_ratio", "metrics.compression_ratio"),
-    ("param_reduction", "metrics.param_reduction"), ("finished", "end_time"),
+    ("experiment", "tags.dvc_exp"),
+    ("dataset", "tags.dataset"),
+    ("model", "tags.model"),
+    ("method", "tags.method"),
+    ("sparsity", "tags.sparsity"),
+    ("test_accuracy", "metrics.test_accuracy"),
+    ("oneshot_test_accuracy", "metrics.oneshot_test_accuracy"),
+    ("baseline_test_accuracy", "metrics.baseline_test_accuracy"),
+    ("accuracy_drop", "metrics.accuracy_drop"),
+    ("sparsity_prunable", "metrics.sparsity_prunable"),
+    ("params", "metrics.params"),
+    ("nonzero_params", "metrics.nonzero_params"),
+    ("compression_ratio", "metrics.compression_ratio"),
+    ("param_reduction", "metrics.param_reduction"),
+    ("finished", "end_time"),
 ]
 POINT_COLUMNS = [
-    ("experiment", "tags.dvc_exp"), ("dataset", "tags.dataset"), ("model", "tags.model"),
-    ("method", "tags.method"), ("seed", "tags.seed"), ("sparsity", "metrics.sparsity"),
+    ("experiment", "tags.dvc_exp"),
+    ("dataset", "tags.dataset"),
+    ("model", "tags.model"),
+    ("method", "tags.method"),
+    ("seed", "tags.seed"),
+    ("sparsity", "metrics.sparsity"),
     ("oneshot_test_accuracy", "metrics.oneshot_test_accuracy"),
     ("finetuned_test_accuracy", "metrics.finetuned_test_accuracy"),
-    ("sparsity_prunable", "metrics.sparsity_prunable"), ("nonzero_params", "metrics.nonzero_params"),
-    ("param_reduction", "metrics.param_reduction"), ("finished", "end_time"),
+    ("sparsity_prunable", "metrics.sparsity_prunable"),
+    ("nonzero_params", "metrics.nonzero_params"),
+    ("param_reduction", "metrics.param_reduction"),
+    ("finished", "end_time"),
 ]
 
 
 def table(runs: pd.DataFrame | None, experiments: Sequence[str] = (), points: bool = False) -> pd.DataFrame:
     """The comparison table from ``track.search_runs()``'s frame; errors say what exists and what to do."""
     if runs is None or runs.empty or "tags.stage" not in runs:
-        raise PrunelabError("the MLflow store has no prunelab runs yet: run `uv run dvc repro` "
-                            "(or `uv run dvc exp run ...`) first")
+        raise PrunelabError(
+            "the MLflow store has no prunelab runs yet: run `uv run dvc repro` (or `uv run dvc exp run ...`) first"
+        )
     runs = runs[runs["status"] == "FINISHED"]
     known = sorted(set(runs["tags.dvc_exp"].dropna()))
     if unknown := [e for e in experiments if e not in known]:
-        raise PrunelabError(f"no DVC experiment named {', '.join(map(repr, unknown))} in the MLflow store; "
-                            f"known: {', '.join(known)}")
+        raise PrunelabError(
+            f"no DVC experiment named {', '.join(map(repr, unknown))} in the MLflow store; known: {', '.join(known)}"
+        )
     if experiments:
         runs = runs[runs["tags.dvc_exp"].isin(experiments)]
     if points:
@@ -64,8 +80,10 @@ def table(runs: pd.DataFrame | None, experiments: Sequence[str] = (), points: bo
         columns, key = EXPERIMENT_COLUMNS, ["tags.dvc_exp"]
     if runs.empty:
         what = "sweep points" if points else "evaluate runs"
-        raise PrunelabError(f"no finished {what} for {', '.join(experiments) or 'any experiment'}: "
-                            "run `uv run dvc repro` (the stages that log them)")
+        raise PrunelabError(
+            f"no finished {what} for {', '.join(experiments) or 'any experiment'}: "
+            "run `uv run dvc repro` (the stages that log them)"
+        )
     latest = runs.sort_values("end_time", ascending=False).drop_duplicates(key)  # reruns: the newest counts
     out = pd.DataFrame({name: latest[source] if source in latest else None for name, source in columns})
     for count in ("params", "nonzero_params"):  # counts read as counts, not 2.386e+06
@@ -76,6 +94,7 @@ def table(runs: pd.DataFrame | None, experiments: Sequence[str] = (), points: bo
 
 def markdown(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (numbers to 4 significant digits)."""
+
     def cell(v) -> str:
         if v is None or (isinstance(v, float) and pd.isna(v)):
             return ""
@@ -88,8 +107,11 @@ def markdown(frame: pd.DataFrame) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m prunelab.track.compare", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m prunelab.track.compare",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("experiments", nargs="*", help="DVC experiment names (default: all); 'workspace' is dvc repro")
     parser.add_argument("--points", action="store_true", help="one row per sweep point instead of per experiment")
     parser.add_argument("--out", default="reports/compare", help="write OUT.csv and OUT.md (default: %(default)s)")
@@ -108,6 +130,6 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    from prunelab.pipeline import runner as stage
+    from prunelab import cli
 
-    stage.run(main)
+    cli.run(main)

@@ -1,236 +1,26 @@
-"""MLflow logging: the only module that imports mlflow.
+"""A stage's MLflow run and what it logs: tags, params, metrics, histories, artifacts, dataset, model.
 
-Store: ``sqlite:///<repo root>/mlruns/mlflow.db`` with artifacts under ``<repo root>/mlruns/``.
-The repo root comes from DVC_ROOT when set, so queued and temporary experiments log to
-the main repository, not to their throw-away copy. MLFLOW_TRACKING_URI overrides the
-store and PRUNELAB_MLFLOW_EXPERIMENT the experiment name ("prunelab").
-
-Faults: a run is started before a stage computes anything, with a short HTTP timeout and
-few retries (``START_HTTP``), so a store that is down, read-only or locked costs seconds
-and no work, and is reported as one line (``TrackingError``). Every run records the host
-and process that own it; a stage that finds RUNNING runs of this host whose process is
-gone marks them KILLED. A run interrupted by Ctrl-C or SIGTERM ends KILLED, a run whose
-stage fails ends FAILED.
+A run is started before a stage computes anything, and starting it checks the store (see
+``store``), so a store that is down, read-only or locked costs seconds and no work. A
+stage's run first marks KILLED the runs of dead processes (see ``reap``). A run interrupted
+by Ctrl-C or SIGTERM ends KILLED, a run whose stage fails ends FAILED.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import logging
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from prunelab import atomic, paths
-from prunelab.errors import PrunelabError
+import mlflow
+from mlflow.entities import Metric
 
-# No network from this project: never send telemetry.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
-
-import mlflow  # noqa: E402
-from mlflow.entities import Metric  # noqa: E402
-
-DEFAULT_EXPERIMENT = "prunelab"
-# MLflow's HTTP client while a run starts: ~2 s to give up on a dead server instead of ~4 min
-# (its defaults: 7 retries, 120 s timeout). Variables you set yourself win.
-START_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
-              "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
-# MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
-# tags that say which process owns a run (see reap_dead_runs)
-HOST_TAG, PID_TAG, STARTED_TAG = "prunelab.host", "prunelab.pid", "prunelab.process_start"
-
-
-class TrackingError(PrunelabError):
-    """The tracking store cannot be used: unreachable, read-only, locked or broken."""
-
-
-def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.mlruns_dir() / 'mlflow.db'}"
-
-
-def experiment_name() -> str:
-    return os.environ.get("PRUNELAB_MLFLOW_EXPERIMENT", DEFAULT_EXPERIMENT)
-
-
-_experiment_ids: dict[tuple[str, str], str] = {}
-
-
-def init_store() -> str:
-    """Create the store and the experiment once, under a file lock; return the experiment id.
-
-    Two queue workers starting at once would otherwise race the SQLite schema migration.
-    """
-    key = (tracking_uri(), experiment_name())
-    if key in _experiment_ids:
-        mlflow.set_tracking_uri(key[0])
-        return _experiment_ids[key]
-    with store_errors():
-        _experiment_ids[key] = _create_store()
-    return _experiment_ids[key]
-
-
-def _create_store() -> str:
-    mlruns = paths.mlruns_dir()
-    mlruns.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri())
-    with open(mlruns / ".init.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        exp = mlflow.get_experiment_by_name(experiment_name())
-        if exp is None:
-            return mlflow.create_experiment(experiment_name(), artifact_location=(mlruns / "artifacts").as_uri(),
-                                            tags=EXPERIMENT_TAGS)
-        for key, value in EXPERIMENT_TAGS.items():  # a store made by an older prunelab
-            if exp.tags.get(key) != value:
-                mlflow.tracking.MlflowClient().set_experiment_tag(exp.experiment_id, key, value)
-        return exp.experiment_id
-
-
-# MLflow's SQL store logs every database error with its traceback before raising it; the
-# error is reported once, as one line, by store_errors
-_DB_LOGGER = logging.getLogger("mlflow.store.db.utils")
-
-
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Defer Ctrl-C and SIGTERM during a store call; they are delivered as soon as it returns.
-
-    An interrupt raised inside a database write leaves MLflow's session broken, and then
-    the run could not even be marked KILLED. Masking the signals is not enough: one that
-    arrived just before has its Python handler run at the next bytecode, possibly inside
-    the write. So the handlers themselves are swapped for one that only records.
-    """
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if caught:
-            handler = previous[caught[0]]
-            if callable(handler):
-                handler(caught[0], None)  # raises KeyboardInterrupt, or stage.py's SystemExit for SIGTERM
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), caught[0])
-
-
-@contextlib.contextmanager
-def store_errors(starting: bool = True) -> Iterator[None]:
-    """Any failure of the store as one ``TrackingError`` line; while ``starting``, short HTTP patience.
-
-    Signals are held for the duration (``_signals_held``).
-    """
-    with _signals_held(), _store_errors(starting):
-        yield
-
-
-@contextlib.contextmanager
-def _store_errors(starting: bool) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in START_HTTP}
-    if starting:
-        for k, v in START_HTTP.items():
-            os.environ.setdefault(k, v)
-    level = _DB_LOGGER.level
-    _DB_LOGGER.setLevel(logging.CRITICAL)
-    try:
-        yield
-    except PrunelabError:
-        raise
-    except Exception as exc:  # noqa: BLE001  (mlflow, SQLAlchemy, requests: whatever the store raised)
-        raise TrackingError(describe_failure(exc, tracking_uri())) from None
-    finally:
-        _DB_LOGGER.setLevel(level)
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def describe_failure(exc: BaseException, uri: str) -> str:
-    """One line: what is wrong with the store at ``uri`` and what to do about it."""
-    chain, seen, first_exc = [], set(), exc
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        chain.append(str(exc))
-        exc = exc.__cause__ or exc.__context__
-    text = " ".join(" ".join(chain).split())
-    local = f"sqlite:///{paths.mlruns_dir() / 'mlflow.db'}"
-    if uri.startswith(("http://", "https://")):
-        cause = next((c for c in ("Connection refused", "timed out", "Name or service not known",
-                                  "No route to host", "Failed to establish") if c in text), None)
-        if cause or "Max retries exceeded" in text:
-            return (f"tracking server {uri} is unreachable ({cause or 'no answer'}): start it, or unset "
-                    f"MLFLOW_TRACKING_URI to log to the local store {local}")
-    if "readonly database" in text or "read-only" in text or "Read-only file system" in text:
-        return (f"tracking store {uri} is read-only: make it writable again (e.g. `chattr -i` or `chmod u+w` "
-                "on the database file), or set MLFLOW_TRACKING_URI to a writable store")
-    if "database is locked" in text:
-        return (f"tracking store {uri} is locked by another process: wait for it to finish, "
-                "or set MLFLOW_TRACKING_URI to another store")
-    if "unable to open database file" in text or "Permission denied" in text:
-        return (f"tracking store {uri} cannot be opened (permissions, or a missing folder): fix them, "
-                "or set MLFLOW_TRACKING_URI to a store you can write")
-    return f"tracking store {uri} failed: {atomic.reason(first_exc)}"
-
-
-def _process_start(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot; Linux), so a reused PID is not taken for it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22 of stat, counted after the command name
-
-
-def process_tags() -> dict[str, str]:
-    pid = os.getpid()
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(pid), STARTED_TAG: _process_start(pid) or ""}
-
-
-def _alive(pid: str | None, started: str | None) -> bool:
-    if not pid or not pid.isdigit():
-        return True  # no owner recorded: not ours to judge
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    now = _process_start(int(pid))
-    return not (started and now and now != started)
-
-
-def reap_dead_runs(experiment_id: str) -> list[str]:
-    """Mark KILLED every RUNNING run of this host whose process is gone (SIGKILL, power loss); return their names."""
-    client = mlflow.tracking.MlflowClient()
-    host = socket.gethostname().replace("'", "")
-    runs = client.search_runs([experiment_id], max_results=1000,
-                              filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'")
-    dead = [r for r in runs if not _alive(r.data.tags.get(PID_TAG), r.data.tags.get(STARTED_TAG))]
-    for r in dead:
-        client.set_terminated(r.info.run_id, "KILLED")
-    if dead:
-        names = ", ".join(sorted({r.info.run_name or r.info.run_id for r in dead}))
-        pids = ", ".join(sorted({r.data.tags[PID_TAG] for r in dead}))
-        print(f"tracking: marked {len(dead)} run(s) KILLED whose process (pid {pids}) is gone: {names}",
-              file=sys.stderr)
-    return [r.info.run_id for r in dead]
+from prunelab.track.reap import process_tags, reap_dead_runs
+from prunelab.track.store import experiment_name, init_store, store_errors, tracking_uri
 
 
 def git_commit() -> str:
@@ -265,8 +55,14 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def start_run(run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, str],
-              nested: bool = False, dataset: tuple[str | Path, str, str] | None = None) -> Iterator[str]:
+def start_run(
+    run_name: str,
+    *,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+    nested: bool = False,
+    dataset: tuple[str | Path, str, str] | None = None,
+) -> Iterator[str]:
     """A run that ends FINISHED, FAILED if the block raises, KILLED if it is interrupted; yields its id.
 
     Starting it checks the store (see the module docstring): call it before computing.
@@ -276,8 +72,9 @@ def start_run(run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, st
     with store_errors():
         if not nested:
             reap_dead_runs(experiment)
-        run = mlflow.start_run(run_name=run_name, experiment_id=experiment, nested=nested,
-                               tags={**tags, **process_tags()})
+        run = mlflow.start_run(
+            run_name=run_name, experiment_id=experiment, nested=nested, tags={**tags, **process_tags()}
+        )
         try:
             if params:
                 mlflow.log_params({k: _param_value(v) for k, v in flatten(params).items()})
@@ -315,9 +112,15 @@ def log_metrics(metrics: Mapping[str, float | None], step: int | None = None) ->
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=step)
 
 
-def log_child(run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, str], values: Mapping[str, Any],
-              history: list[Mapping[str, float]] | None = None,
-              dataset: tuple[str | Path, str, str] | None = None) -> None:
+def log_child(
+    run_name: str,
+    *,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+    values: Mapping[str, Any],
+    history: list[Mapping[str, float]] | None = None,
+    dataset: tuple[str | Path, str, str] | None = None,
+) -> None:
     """A finished nested run (a sweep point, an IMP level): its numeric ``values``, and per-epoch ``history``."""
     with start_run(run_name, params=params, tags=tags, nested=True, dataset=dataset):
         log_metrics({k: v for k, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)})
@@ -328,8 +131,12 @@ def log_child(run_name: str, *, params: Mapping[str, Any], tags: Mapping[str, st
 def log_history(history: list[Mapping[str, float]], prefix: str = "") -> None:
     """Per-epoch metrics in one batch, each at step = epoch."""
     now = int(time.time() * 1000)
-    metrics = [Metric(f"{prefix}{k}", float(v), now, int(rec["epoch"]))
-               for rec in history for k, v in rec.items() if k != "epoch"]
+    metrics = [
+        Metric(f"{prefix}{k}", float(v), now, int(rec["epoch"]))
+        for rec in history
+        for k, v in rec.items()
+        if k != "epoch"
+    ]
     _log_batch(metrics)
 
 
@@ -339,7 +146,7 @@ def _log_batch(metrics: list[Metric]) -> None:
     run_id = mlflow.active_run().info.run_id
     with store_errors(starting=False):
         for start in range(0, len(metrics), 1000):
-            client.log_batch(run_id, metrics=metrics[start:start + 1000])
+            client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
 
 def log_artifacts(files: list[str | Path], artifact_path: str | None = None) -> None:
@@ -392,10 +199,18 @@ def log_curves(rows: list[Mapping[str, Any]]) -> None:
     and ``..._std`` beside each with several seeds. MLflow's chart view draws each as accuracy
     against k, and selecting several plot runs overlays their curves."""
     now = int(time.time() * 1000)
-    metrics = [Metric(f"curve/{r['method']}/{r['regime']}_test_{what}{suffix}", float(r[what + suffix]), now,
-                      round(r["sparsity"] * 1000))
-               for r in rows for what in ("accuracy", "loss")
-               for suffix in ("", "_std") if suffix == "" or r["seeds"] > 1]
+    metrics = [
+        Metric(
+            f"curve/{r['method']}/{r['regime']}_test_{what}{suffix}",
+            float(r[what + suffix]),
+            now,
+            round(r["sparsity"] * 1000),
+        )
+        for r in rows
+        for what in ("accuracy", "loss")
+        for suffix in ("", "_std")
+        if suffix == "" or r["seeds"] > 1
+    ]
     _log_batch(metrics)
 
 
@@ -404,8 +219,9 @@ def log_table(rows: list[Mapping[str, Any]], columns: list[str], artifact_file: 
     import pandas as pd
 
     with store_errors(starting=False):
-        mlflow.log_table(pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns),
-                         artifact_file=artifact_file)
+        mlflow.log_table(
+            pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns), artifact_file=artifact_file
+        )
 
 
 def search_runs(filter_string: str = ""):
@@ -416,8 +232,12 @@ def search_runs(filter_string: str = ""):
         exp = mlflow.get_experiment_by_name(experiment_name())
         if exp is None:
             return None
-        return mlflow.search_runs([exp.experiment_id], filter_string=filter_string, output_format="pandas",
-                                  order_by=["attributes.start_time DESC"])
+        return mlflow.search_runs(
+            [exp.experiment_id],
+            filter_string=filter_string,
+            output_format="pandas",
+            order_by=["attributes.start_time DESC"],
+        )
 
 
 def log_model(model, name: str, input_example) -> None:
