@@ -10,7 +10,7 @@ import torch
 
 from prunelab.config import FinetuneConfig, TrainConfig
 from prunelab.errors import ConfigError, PrunelabError
-from prunelab.pipeline.sweep import Sweep, run_sweep
+from prunelab.pipeline.sweep_points import Sweep, run_sweep
 from prunelab.pruning import METHODS, prunable_layers
 from prunelab.pruning.imp import RewindPoints, iterate, levels, plan, rewind_state
 from prunelab.pruning.masks import dense_masks

@@ -8,7 +8,7 @@ import torch
 
 from prunelab.config import FinetuneConfig, TrainConfig
 from prunelab.errors import ConfigError
-from prunelab.pipeline.sweep import Sweep, run_point
+from prunelab.pipeline.sweep_points import Sweep, run_point
 from prunelab.pruning import METHODS, MaskMethod
 from prunelab.pruning.gradual import GradualPruner
 from prunelab.pruning.masks import make_permanent
