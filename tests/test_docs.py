@@ -144,3 +144,12 @@ def test_the_link_check_catches_what_it_is_for(tmp_path):
     assert slug("`efficiency.py`: what pruning buys, dense against export") == (
         "efficiencypy-what-pruning-buys-dense-against-export"
     )
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """.ci/run calls the README's second set-up command, character for character."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index("## Quick start") :].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2 and commands[1].endswith("uv run pytest")
+    assert commands[1] in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
