@@ -16,7 +16,7 @@ from prunelab.pruning.options import configure
 from prunelab.config import ModelConfig, PruneConfig
 from prunelab.errors import ConfigError, PrunelabError
 from prunelab.train.evaluate import evaluate, scaled
-from prunelab.export import SPARSE_WINS, WHOLE, ExportError, export_model, integrity, load_export, sparse
+from prunelab.export import SPARSE_WINS, WHOLE, ExportError, container, export_model, integrity, load_export, sparse
 from prunelab.models import MODELS as MODEL_BUILDERS
 from prunelab.pruning import METHODS, STRUCTURAL
 from prunelab.pruning.masks import make_permanent
@@ -102,7 +102,7 @@ def test_the_sparse_file_holds_exactly_the_arrays_of_each_layers_storage(tmp_pat
     assert arrays["values"]["bytes"] == 205 * 4
     assert arrays["col_indices"] == {**arrays["col_indices"], "dtype": "uint8", "bytes": 205}  # columns < 64
     assert arrays["crow_indices"] == {**arrays["crow_indices"], "dtype": "uint8", "bytes": 33}  # nnz < 256
-    assert sum(a["bytes"] for a in arrays.values()) == sparse.storage_sizes((32, 64), 205, 4)["csr"]
+    assert sum(a["bytes"] for a in arrays.values()) == container.storage_sizes((32, 64), 205, 4)["csr"]
 
 
 def test_exports_are_byte_reproducible_and_a_stale_other_format_is_removed(tmp_path):
@@ -118,15 +118,15 @@ def test_exports_are_byte_reproducible_and_a_stale_other_format_is_removed(tmp_p
 def test_storage_sizes_by_hand_and_the_smallest_is_chosen():
     # 10 x 300 float32: dense 12,000 bytes; bitmask 375 bytes + 4 per nonzero; CSR 4 per
     # nonzero + uint16 columns (< 300) + 11 row pointers (uint8 while nnz < 256, else uint16)
-    assert sparse.storage_sizes((10, 300), 30, 4) == {"dense": 12000, "csr": 120 + 60 + 11, "bitmask": 375 + 120}
-    assert sparse.storage_sizes((10, 300), 2000, 4) == {"dense": 12000, "csr": 8000 + 4000 + 22,
+    assert container.storage_sizes((10, 300), 30, 4) == {"dense": 12000, "csr": 120 + 60 + 11, "bitmask": 375 + 120}
+    assert container.storage_sizes((10, 300), 2000, 4) == {"dense": 12000, "csr": 8000 + 4000 + 22,
                                                          "bitmask": 375 + 8000}
     w = torch.randn(10, 300)
     for nnz, expected in ((30, "csr"), (2000, "bitmask"), (2950, "dense")):
         x = w.clone()
         x.view(-1)[nnz:] = 0
-        assert sparse.choose_storage(x) == expected, nnz
-    assert [sparse.index_dtype(v) for v in (255, 256, 65535, 65536, 2**32)] == ["uint8", "uint16", "uint16",
+        assert container.choose_storage(x) == expected, nnz
+    assert [container.index_dtype(v) for v in (255, 256, 65535, 65536, 2**32)] == ["uint8", "uint16", "uint16",
                                                                                "uint32", "int64"]
 
 
@@ -137,18 +137,18 @@ def test_encode_decode_is_exact(storage, shape):
     w[w.abs() < 0.8] = 0
     w.view(-1)[:3] = 0  # a first row partly empty, and a whole empty row below
     w[2] = 0
-    arrays = sparse.encode(w, storage)
-    assert torch.equal(sparse.decode(storage, arrays, shape, torch.float32), w)
+    arrays = container.encode(w, storage)
+    assert torch.equal(container.decode(storage, arrays, shape, torch.float32), w)
 
 
 def test_decode_refuses_arrays_that_do_not_describe_the_weight():
-    arrays = sparse.encode(torch.eye(4), "csr")
+    arrays = container.encode(torch.eye(4), "csr")
     arrays["col_indices"] = arrays["col_indices"] + 4
     with pytest.raises(ValueError, match="inconsistent"):
-        sparse.decode("csr", arrays, (4, 4), torch.float32)
-    bits = sparse.encode(torch.eye(4), "bitmask")
+        container.decode("csr", arrays, (4, 4), torch.float32)
+    bits = container.encode(torch.eye(4), "bitmask")
     with pytest.raises(ValueError, match="disagree"):
-        sparse.decode("bitmask", {**bits, "values": bits["values"][:3]}, (4, 4), torch.float32)
+        container.decode("bitmask", {**bits, "values": bits["values"][:3]}, (4, 4), torch.float32)
 
 
 # -- integrity -------------------------------------------------------------------------------

@@ -1,27 +1,13 @@
-"""Sparse weights: how each is stored on disk, and the layer that runs it with a sparse kernel.
+"""SparseLinear: a Linear layer whose weight was stored sparse (``container.py``), run by a sparse kernel.
 
-Storage, chosen per layer as the smallest of three (each exact: values keep their dtype):
-
-- ``dense``: the weight stays in the program as it is;
-- ``csr``: the nonzero values in row-major order, their column indices and the row
-  pointers, each index array in the narrowest unsigned type that holds its largest value
-  (uint8, uint16, uint32, else int64); a conv weight (out, in, kh, kw) is a matrix of
-  ``out`` rows;
-- ``bitmask``: one bit per weight (1 = nonzero; bit i of the flattened weight is bit
-  i % 8 of byte i // 8) and the nonzero values in row-major order.
-
-With float32 values, CSR with int32 indices would cost more than bitmask + values above
-1/32 (3.1 %) density, with uint16 indices above 1/16: R1's layers are bitmasks at k = 0.9
-and CSR at 0.95 and 0.99, each the smaller.
-
-Inference: a Linear layer whose weight was stored sparse becomes a ``SparseLinear``, which
-runs, per batch size, whichever kernel was measured fastest (``kernels``): the dense
-``F.linear``; ``torch.mm(csr, x.T).T`` (MKL's sparse times dense on the CPU, cuSPARSE on
-CUDA), whose output is the transposed view of a contiguous (out, batch) product, so the
-next sparse layer's ``x.T`` is contiguous again and a chain of sparse layers copies
-nothing; or, for a weight with whole rows of zeros (unit masks), the dense product of its
-other rows, scattered into the output. Conv layers are decompressed at load and run
-PyTorch's dense convolution: it has no sparse one.
+At load each such layer becomes a ``SparseLinear``, which runs, per batch size, whichever
+kernel was measured fastest there (``kernels.py``): the dense ``F.linear``;
+``torch.mm(csr, x.T).T`` (MKL's sparse times dense on the CPU, cuSPARSE on CUDA), whose
+output is the transposed view of a contiguous (out, batch) product, so the next sparse
+layer's ``x.T`` is contiguous again and a chain of sparse layers copies nothing; or, for
+a weight with whole rows of zeros (unit masks), the dense product of its other rows,
+scattered into the output. Conv layers are decompressed at load and run PyTorch's dense
+convolution: it has no sparse one.
 """
 
 from __future__ import annotations
@@ -35,104 +21,8 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-DENSE, CSR, BITMASK = "dense", "csr", "bitmask"
 SPARSE, DENSE_KERNEL, ROWS = "sparse", "dense", "rows"  # the kernels a SparseLinear can run
 KERNELS = (DENSE_KERNEL, SPARSE, ROWS)
-
-# dtypes a container may name: anything else is refused before any tensor is built
-FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")  # of weights and their values
-DTYPES = (*FLOAT_DTYPES, "uint8", "uint16", "uint32", "int64")  # and of index arrays (index_dtype)
-
-
-def torch_dtype(name: str) -> torch.dtype:
-    if name not in DTYPES:
-        raise ValueError(f"dtype {name!r} is not one prunelab writes")
-    return getattr(torch, name)
-
-
-def dtype_name(dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def index_dtype(largest: int) -> str:
-    """The narrowest unsigned integer type that holds ``largest``."""
-    for name, bits in (("uint8", 8), ("uint16", 16), ("uint32", 32)):
-        if largest < 2 ** bits:
-            return name
-    return "int64"
-
-
-def _itemsize(name: str) -> int:
-    return {"uint8": 1, "uint16": 2, "uint32": 4, "int64": 8}[name]
-
-
-def storage_sizes(shape: tuple[int, ...], nnz: int, value_bytes: int) -> dict[str, int]:
-    """Bytes each storage takes for a weight of ``shape`` with ``nnz`` nonzeros."""
-    numel = math.prod(shape)
-    rows, cols = shape[0], numel // max(shape[0], 1)
-    return {
-        DENSE: numel * value_bytes,
-        CSR: nnz * value_bytes + nnz * _itemsize(index_dtype(max(cols - 1, 0)))
-        + (rows + 1) * _itemsize(index_dtype(nnz)),
-        BITMASK: -(-numel // 8) + nnz * value_bytes,
-    }
-
-
-def choose_storage(weight: torch.Tensor) -> str:
-    """The smallest storage for ``weight`` (dense on a tie: it needs no decoding)."""
-    sizes = storage_sizes(tuple(weight.shape), int(weight.count_nonzero()), weight.element_size())
-    return min((DENSE, CSR, BITMASK), key=lambda s: sizes[s])
-
-
-def encode(weight: torch.Tensor, storage: str) -> dict[str, torch.Tensor]:
-    """The arrays that store ``weight`` (on the CPU, contiguous)."""
-    w = weight.detach().cpu().contiguous()
-    matrix = w.reshape(w.shape[0], -1)
-    nonzero = matrix != 0
-    values = matrix[nonzero]  # row-major order, for both storages
-    if storage == CSR:
-        counts = nonzero.sum(dim=1)
-        crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        cols = nonzero.nonzero()[:, 1]
-        return {"values": values,
-                "crow_indices": crow.to(torch_dtype(index_dtype(int(crow[-1])))),
-                "col_indices": cols.to(torch_dtype(index_dtype(max(matrix.shape[1] - 1, 0))))}
-    if storage == BITMASK:
-        bits = nonzero.flatten()
-        bits = torch.cat([bits, bits.new_zeros(-bits.numel() % 8)]).view(-1, 8).to(torch.uint8)
-        packed = (bits << torch.arange(8, dtype=torch.uint8)).sum(dim=1, dtype=torch.uint8)
-        return {"values": values, "bitmask": packed}
-    raise ValueError(f"unknown storage {storage!r}")
-
-
-def decode(storage: str, arrays: Mapping[str, torch.Tensor], shape: tuple[int, ...], dtype) -> torch.Tensor:
-    """The dense weight back from its arrays; ValueError if they do not describe one of ``shape``."""
-    rows, cols = shape[0], math.prod(shape) // max(shape[0], 1)
-    values = arrays["values"]
-    if values.dtype != dtype or values.dim() != 1:
-        raise ValueError(f"values are {dtype_name(values.dtype)} {tuple(values.shape)}, "
-                         f"expected 1-D {dtype_name(dtype)}")
-    if storage == CSR:
-        crow, col = arrays["crow_indices"].long(), arrays["col_indices"].long()
-        if (crow.shape != (rows + 1,) or int(crow[0]) != 0 or int(crow[-1]) != values.numel()
-                or bool((crow[1:] < crow[:-1]).any()) or col.shape != values.shape
-                or (col.numel() and (int(col.min()) < 0 or int(col.max()) >= cols))):
-            raise ValueError("CSR arrays are inconsistent with the weight's shape")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
-            dense = torch.sparse_csr_tensor(crow, col, values, (rows, cols), check_invariants=True).to_dense()
-    elif storage == BITMASK:
-        packed = arrays["bitmask"]
-        if packed.dtype != torch.uint8 or packed.numel() != -(-rows * cols // 8):
-            raise ValueError("bitmask has the wrong length")
-        bits = ((packed.unsqueeze(1) >> torch.arange(8, dtype=torch.uint8)) & 1).flatten()[:rows * cols].bool()
-        if int(bits.sum()) != values.numel():
-            raise ValueError("bitmask and values disagree on the number of nonzeros")
-        dense = torch.zeros(rows * cols, dtype=dtype)
-        dense[bits] = values
-    else:
-        raise ValueError(f"unknown storage {storage!r}")
-    return dense.reshape(shape)
 
 
 class SparseLinear(nn.Module):
