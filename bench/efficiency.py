@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import platform
 import sys
@@ -41,19 +42,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from machine_load import MachineLoad  # bench/ is on sys.path: it is the script's folder
 
-from prunelab.pruning.options import configure
-from prunelab.train import checkpoint
-from prunelab.config import FinetuneConfig, ModelConfig, PruneConfig
+from prunelab.config import FinetuneConfig, ModelConfig
 from prunelab.data.spec import Split
 from prunelab.export import export_model, load_export
-from prunelab.measure.efficiency import (compare_latency, export_flops_per_image, flops_per_image, peak_inference,
-                                         train_epoch_cost)
+from prunelab.measure.epoch import train_epoch_cost
+from prunelab.measure.flops import export_flops_per_image, flops_per_image
+from prunelab.measure.latency import compare_latency
+from prunelab.measure.memory import peak_inference
+from prunelab.measure.timing import BENCH
 from prunelab.models import MODELS
 from prunelab.pruning import METHODS, STRUCTURAL
 from prunelab.pruning.masks import make_permanent
-
-from machine_load import MachineLoad  # bench/ is on sys.path: it is the script's folder
+from prunelab.pruning.options import configure
+from prunelab.train import checkpoint
 
 OUT = Path(__file__).resolve().parent / "out" / "efficiency.json"
 CLASSES = 10
@@ -125,8 +128,10 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> dict:
         "export_bytes": info.bytes,
         "storage": info.storage,
         "kernels": {str(b): k for b, k in info.kernels.items()},
-        "kernel_ms": {str(b): {layer: {k: t * 1e3 for k, t in times.items()} for layer, times in per.items()}
-                      for b, per in info.kernel_times.items()},
+        "kernel_ms": {
+            str(b): {layer: {k: t * 1e3 for k, t in times.items()} for layer, times in per.items()}
+            for b, per in info.kernel_times.items()
+        },
         "max_abs_logit_diff": float((got - expected).abs().max()),
         "same_predictions": bool((got.argmax(1) == expected.argmax(1)).all()),
         "flops_dense": flops_per_image(dense, shape)["flops_dense"],
@@ -139,11 +144,15 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> dict:
     # dense: the dense model's own export (a .pt2, run like every export); the eager modules
     # are the models as the pipeline holds them (the pruned one multiplies its zeros)
     dense_info = export_model(dense, shape, folder / f"{case.name}-dense", structural=True, batch_sizes=(1,))
-    sides = {"dense": load_export(dense_info.path, batch_sizes=(1,)), "export": export,
-             "dense_eager": dense, "pruned_eager": pruned}
+    sides = {
+        "dense": load_export(dense_info.path, batch_sizes=(1,)),
+        "export": export,
+        "dense_eager": dense,
+        "pruned_eager": pruned,
+    }
     result["dense_export_bytes"] = dense_info.bytes
     for batch in (args.batch, 1):
-        times = compare_latency(sides, shape, batch, rounds=args.rounds)
+        times = compare_latency(sides, shape, batch, policy=dataclasses.replace(BENCH, rounds=args.rounds))
         for side, t in times.items():
             result[f"{side}_ms_b{batch}"] = t.median * 1e3
             result[f"{side}_iqr_ms_b{batch}"] = t.iqr * 1e3
@@ -152,8 +161,9 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> dict:
         result["threads"] = times["dense"].threads
     for side in ("dense", "export"):
         result[f"{side}_peak_infer_bytes_b{args.batch}"] = peak_inference(sides[side], shape, args.batch).bytes
-    images = torch.randint(0, 256, (TRAIN_IMAGES, *shape), dtype=torch.uint8,
-                           generator=torch.Generator().manual_seed(3))
+    images = torch.randint(
+        0, 256, (TRAIN_IMAGES, *shape), dtype=torch.uint8, generator=torch.Generator().manual_seed(3)
+    )
     split = Split(images, torch.randint(0, CLASSES, (TRAIN_IMAGES,), generator=torch.Generator().manual_seed(4)))
     for side, model in (("dense", dense), ("pruned", pruned)):
         cost = train_epoch_cost(model, split, FinetuneConfig(batch_size=128))
@@ -170,11 +180,15 @@ def targets(case: Case, r: dict, batch: int, control_b1: float | None) -> list[t
         out.append((text, "met" if met else "NOT MET"))
 
     if case.speedup is not None:
-        check(f"{case.name}: {r[f'speedup_b{batch}']:.2f}x at batch {batch} (>= {case.speedup}x)",
-              r[f"speedup_b{batch}"] >= case.speedup)
+        check(
+            f"{case.name}: {r[f'speedup_b{batch}']:.2f}x at batch {batch} (>= {case.speedup}x)",
+            r[f"speedup_b{batch}"] >= case.speedup,
+        )
     if case.size_ratio is not None:
-        check(f"{case.name}: size {r['size_ratio']:.3f} of the dense file (<= {case.size_ratio})",
-              r["size_ratio"] <= case.size_ratio)
+        check(
+            f"{case.name}: size {r['size_ratio']:.3f} of the dense file (<= {case.size_ratio})",
+            r["size_ratio"] <= case.size_ratio,
+        )
     if case.method is not None:
         b1 = r["speedup_b1"]
         text = f"{case.name}: {b1:.2f}x at batch 1 (not slower than dense)"
@@ -182,39 +196,53 @@ def targets(case: Case, r: dict, batch: int, control_b1: float | None) -> list[t
             # every layer fell back: the export runs the very program the dense export runs, so
             # the gap is what two identical programs measure apart here (the mlp-dense control)
             control = f"; the dense export against itself: {control_b1:.2f}x" if control_b1 else ""
-            out.append((f"{text}: every layer fell back to dense, so it runs the dense program{control}",
-                        "same program"))
+            out.append(
+                (f"{text}: every layer fell back to dense, so it runs the dense program{control}", "same program")
+            )
         else:
             check(text, b1 >= 1.0)
-        check(f"{case.name}: same predictions, max |logit diff| {r['max_abs_logit_diff']:.1e} (<= 1e-4)",
-              r["same_predictions"] and r["max_abs_logit_diff"] <= 1e-4)
+        check(
+            f"{case.name}: same predictions, max |logit diff| {r['max_abs_logit_diff']:.1e} (<= 1e-4)",
+            r["same_predictions"] and r["max_abs_logit_diff"] <= 1e-4,
+        )
     return out
 
 
 def table(results: dict[str, dict], batch: int) -> None:
     b = f"b{batch}"
-    print(f"\n{'':<18} {'':<6} {'size':>15} {'MFLOP per image':>23}  {f'batch {batch}: ms per batch':>33}"
-          f"  {'batch 1: ms':>22}  {'peak MB':>9} {'epoch s':>9}  {'sparse':>6}")
-    print(f"{'case':<18} {'format':<6} {'KB':>7} {'ratio':>7} {'dense':>7} {'export':>7} {'ideal':>7}  "
-          f"{'dense':>7} {'export':>7} {'speedup':>8} {'eager':>8}  {'dense':>6} {'export':>6} {'speedup':>8}  "
-          f"{'d':>4} {'e':>4} {'d':>4} {'p':>4}  {'layers':>6}")
+    print(
+        f"\n{'':<18} {'':<6} {'size':>15} {'MFLOP per image':>23}  {f'batch {batch}: ms per batch':>33}"
+        f"  {'batch 1: ms':>22}  {'peak MB':>9} {'epoch s':>9}  {'sparse':>6}"
+    )
+    print(
+        f"{'case':<18} {'format':<6} {'KB':>7} {'ratio':>7} {'dense':>7} {'export':>7} {'ideal':>7}  "
+        f"{'dense':>7} {'export':>7} {'speedup':>8} {'eager':>8}  {'dense':>6} {'export':>6} {'speedup':>8}  "
+        f"{'d':>4} {'e':>4} {'d':>4} {'p':>4}  {'layers':>6}"
+    )
     for name, r in results.items():
         sparse_at = {k: sum(v != "dense" for v in r["kernels"].get(k, {}).values()) for k in (str(batch), "1")}
         n = len(r["kernels"].get(str(batch), {}))
         peak = [r[f"{side}_peak_infer_bytes_{b}"] for side in ("dense", "export")]
-        print(f"{name:<18} {r['format']:<6} {r['export_bytes'] / 1024:>7.0f} {r['size_ratio']:>7.3f} "
-              f"{r['flops_dense'] / 1e6:>7.2f} {r[f'flops_export_{b}'] / 1e6:>7.2f} {r['flops_ideal'] / 1e6:>7.2f}  "
-              f"{r[f'dense_ms_{b}']:>7.3f} {r[f'export_ms_{b}']:>7.3f} {r[f'speedup_{b}']:>7.2f}x "
-              f"{r[f'speedup_vs_eager_{b}']:>7.2f}x  {r['dense_ms_b1']:>6.3f} {r['export_ms_b1']:>6.3f} "
-              f"{r['speedup_b1']:>7.2f}x  "
-              + " ".join(f"{p / 2**20:>4.1f}" if p is not None else "   -" for p in peak)
-              + f" {r['dense_train_epoch_s']:>4.2f} {r['pruned_train_epoch_s']:>4.2f}  "
-              f"{f'{sparse_at[str(batch)]}/{sparse_at[chr(49)]} of {n}' if n else '-':>6}")
+        print(
+            f"{name:<18} {r['format']:<6} {r['export_bytes'] / 1024:>7.0f} {r['size_ratio']:>7.3f} "
+            f"{r['flops_dense'] / 1e6:>7.2f} {r[f'flops_export_{b}'] / 1e6:>7.2f} {r['flops_ideal'] / 1e6:>7.2f}  "
+            f"{r[f'dense_ms_{b}']:>7.3f} {r[f'export_ms_{b}']:>7.3f} {r[f'speedup_{b}']:>7.2f}x "
+            f"{r[f'speedup_vs_eager_{b}']:>7.2f}x  {r['dense_ms_b1']:>6.3f} {r['export_ms_b1']:>6.3f} "
+            f"{r['speedup_b1']:>7.2f}x  "
+            + " ".join(f"{p / 2**20:>4.1f}" if p is not None else "   -" for p in peak)
+            + f" {r['dense_train_epoch_s']:>4.2f} {r['pruned_train_epoch_s']:>4.2f}  "
+            f"{f'{sparse_at[str(batch)]}/{sparse_at[chr(49)]} of {n}' if n else '-':>6}"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=31, help="timed rounds per side and batch size (default 31)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=BENCH.rounds,
+        help=f"timed rounds per side and batch size (default {BENCH.rounds}: measure.timing.BENCH)",
+    )
     parser.add_argument("--batch", type=int, default=64, help="the throughput batch size (default 64)")
     parser.add_argument("--only", nargs="*", help="run only these cases")
     parser.add_argument("--json", type=Path, default=OUT, help=f"where to write the results (default {OUT})")
@@ -230,12 +258,14 @@ def main() -> int:
     for r in results.values():
         r.update(other_cores=load.other_cores, steal_cores=load.steal_cores)
 
-    print(f"\nefficiency: torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved "
-          f"rounds per batch size; times are medians per batch. dense: the dense model's export (.pt2); "
-          f"speedup = dense / export, eager = the dense nn.Module / export; ratio = export / dense checkpoint; "
-          f"peak MB: a forward pass at batch {args.batch} (peak RSS increase), dense/export; epoch s: one "
-          f"training epoch of {TRAIN_IMAGES} images, dense/pruned model; sparse layers: how many run a sparse or "
-          f"rows kernel at batch {args.batch}/1")
+    print(
+        f"\nefficiency: torch {torch.__version__}, {torch.get_num_threads()} threads, {args.rounds} interleaved "
+        f"rounds per batch size; times are medians per batch. dense: the dense model's export (.pt2); "
+        f"speedup = dense / export, eager = the dense nn.Module / export; ratio = export / dense checkpoint; "
+        f"peak MB: a forward pass at batch {args.batch} (peak RSS increase), dense/export; epoch s: one "
+        f"training epoch of {TRAIN_IMAGES} images, dense/pruned model; sparse layers: how many run a sparse or "
+        f"rows kernel at batch {args.batch}/1"
+    )
     table(results, args.batch)
     control = results.get("mlp-dense", {}).get("speedup_b1")
     checks = [t for c in cases for t in targets(c, results[c.name], args.batch, control)]

@@ -3,7 +3,8 @@
 On a 2-core machine one other busy process changes timings by far more than the effects
 measured here, and the load average lags by a minute. Busy CPU time from /proc/stat
 (whole machine) minus this process's own CPU time and that of its waited-for children
-is what everything else used; steal is time the hypervisor gave to other guests. Linux only.
+is what everything else used; steal is time the hypervisor gave to other guests. Linux only
+(the reading of /proc/stat is ``prunelab.measure.load``'s).
 """
 
 from __future__ import annotations
@@ -12,13 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 
-
-def _machine_seconds() -> tuple[float, float]:
-    """Cumulative busy and steal CPU seconds of the whole machine."""
-    with open("/proc/stat", encoding="ascii") as f:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    tick = os.sysconf("SC_CLK_TCK")
-    return (user + nice + system + irq + softirq) / tick, steal / tick
+from prunelab.measure.load import machine_seconds
 
 
 def _own_seconds() -> float:
@@ -34,14 +29,21 @@ class MachineLoad:
     steal_cores: float = 0.0
 
     def __enter__(self) -> MachineLoad:
-        (self._busy, self._steal), self._own, self._wall = _machine_seconds(), _own_seconds(), time.perf_counter()
+        (self._busy, self._steal), self._own, self._wall = self._machine(), _own_seconds(), time.perf_counter()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        busy, steal = _machine_seconds()
+        busy, steal = self._machine()
         wall = max(time.perf_counter() - self._wall, 1e-9)
         self.other_cores = max(busy - self._busy - (_own_seconds() - self._own), 0.0) / wall
         self.steal_cores = (steal - self._steal) / wall
+
+    @staticmethod
+    def _machine() -> tuple[float, float]:
+        seconds = machine_seconds()
+        if seconds is None:
+            raise OSError("/proc/stat is not readable: the benchmarks' load figure needs Linux")
+        return seconds
 
     def describe(self) -> str:
         noisy = "  NOISY: compare only runs near 0" if self.other_cores + self.steal_cores > 0.1 else ""

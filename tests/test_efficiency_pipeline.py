@@ -1,25 +1,45 @@
 """What pruning buys, in the pipeline: the joined table, its curves and summary against
 hand-computed values, export folders, and a sweep point's measurement leaving nothing behind."""
 
+from dataclasses import FrozenInstanceError
+
 import pytest
 import torch
 
+from prunelab import paths
+from prunelab.errors import PrunelabError
+from prunelab.measure import timing as policies
+from prunelab.pipeline import exports
 from prunelab.pruning.options import configure
 from prunelab.report import efficiency as report
-from prunelab import paths
-from prunelab.pipeline import exports
-from prunelab.errors import PrunelabError
 
 
 def point(method, seed, k, acc, size, **extra):
-    return {"method": method, "seed": seed, "sparsity": k, "oneshot_test_accuracy": acc - 0.1,
-            "finetuned_test_accuracy": acc, "export_bytes": size, "export_size_ratio": size / 1000, **extra}
+    return {
+        "method": method,
+        "seed": seed,
+        "sparsity": k,
+        "oneshot_test_accuracy": acc - 0.1,
+        "finetuned_test_accuracy": acc,
+        "export_bytes": size,
+        "export_size_ratio": size / 1000,
+        **extra,
+    }
 
 
 def timing(method, seed, k, latency, dense=2.0, throughput=1000.0):
-    return {"method": method, "seed": seed, "sparsity": k, "export_latency_b1_ms": latency,
-            "dense_latency_b1_ms": dense, "export_throughput_ips": throughput, "dense_throughput_ips": 500.0,
-            "speedup_b1": dense / latency, "speedup_eval": throughput / 500.0, "threads": 2}
+    return {
+        "method": method,
+        "seed": seed,
+        "sparsity": k,
+        "export_latency_b1_ms": latency,
+        "dense_latency_b1_ms": dense,
+        "export_throughput_ips": throughput,
+        "dense_throughput_ips": 500.0,
+        "speedup_b1": dense / latency,
+        "speedup_eval": throughput / 500.0,
+        "threads": 2,
+    }
 
 
 def test_points_join_their_timings_and_a_missing_one_is_named():
@@ -31,13 +51,15 @@ def test_points_join_their_timings_and_a_missing_one_is_named():
 
 
 def test_curves_average_seeds_and_give_both_regimes_the_measured_export():
-    rows = report.join([point("weight", 0, 0.9, 0.8, 200), point("weight", 1, 0.9, 0.9, 300)],
-                       [timing("weight", 0, 0.9, 1.0), timing("weight", 1, 0.9, 3.0, throughput=250.0)])
+    rows = report.join(
+        [point("weight", 0, 0.9, 0.8, 200), point("weight", 1, 0.9, 0.9, 300)],
+        [timing("weight", 0, 0.9, 1.0), timing("weight", 1, 0.9, 3.0, throughput=250.0)],
+    )
     curves = report.curves(rows)
     assert [(c["regime"], c["seeds"]) for c in curves] == [("oneshot", 2), ("finetuned", 2)]
     tuned = curves[1]
     assert tuned["accuracy"] == pytest.approx(0.85) and tuned["accuracy_std"] == pytest.approx(0.0707, abs=1e-4)
-    assert tuned["latency_b1_ms"] == 2.0 and tuned["latency_b1_ms_std"] == pytest.approx(2 ** 0.5)
+    assert tuned["latency_b1_ms"] == 2.0 and tuned["latency_b1_ms_std"] == pytest.approx(2**0.5)
     assert tuned["us_per_image"] == pytest.approx((1000 + 4000) / 2)  # 1e6 / throughput, averaged
     assert tuned["export_mib"] == pytest.approx(250 / 2**20) and tuned["export_size_ratio"] == 0.25
     assert curves[0]["latency_b1_ms"] == tuned["latency_b1_ms"]  # same mask, same export
@@ -45,8 +67,10 @@ def test_curves_average_seeds_and_give_both_regimes_the_measured_export():
 
 
 def test_summary_reports_what_is_bought_where_accuracy_holds():
-    rows = report.join([point("unit", 0, 0.5, 0.95, 500), point("unit", 0, 0.9, 0.5, 100)],
-                       [timing("unit", 0, 0.5, 1.0), timing("unit", 0, 0.9, 0.5)])
+    rows = report.join(
+        [point("unit", 0, 0.5, 0.95, 500), point("unit", 0, 0.9, 0.5, 100)],
+        [timing("unit", 0, 0.5, 1.0), timing("unit", 0, 0.9, 0.5)],
+    )
     out = report.summary(rows, baseline_accuracy=0.95, tolerance=0.01)
     assert out["unit"]["finetuned_holds_until"] == 0.5
     assert out["unit"]["finetuned_export_size_ratio"] == 0.5 and out["unit"]["finetuned_speedup_b1"] == 2.0
@@ -71,7 +95,7 @@ def test_timings_taken_under_load_claim_no_speed_and_are_drawn_hollow():
 
 
 def test_stale_or_missing_timings_are_refused(tmp_path):
-    with pytest.raises(PrunelabError, match="missing.*sweep@weight-0"):
+    with pytest.raises(PrunelabError, match=r"missing.*sweep@weight-0"):
         report.load_timings(tmp_path / "none.json", "weight", 0, [0.5])
     stale = tmp_path / "t.json"
     stale.write_text('{"points": [{"method": "weight", "seed": 0, "sparsity": 0.5}]}')
@@ -97,13 +121,13 @@ def test_a_bad_timing_choice_is_refused(tiny_model, tmp_path):
         exports.write_export(tiny_model, (1, 8, 8), tmp_path / "m", timing="slow")
 
 
-def test_a_sweep_point_is_measured_from_real_files_and_leaves_nothing_behind(tiny_model, tiny_model_cfg, tmp_path,
-                                                                            monkeypatch):
+def test_a_sweep_point_is_measured_from_real_files_and_leaves_nothing_behind(
+    tiny_model, tiny_model_cfg, tmp_path, monkeypatch
+):
     import copy
     import tempfile
     from types import SimpleNamespace
 
-    from prunelab.config import PruneConfig
     from prunelab.pruning import METHODS
     from prunelab.pruning.masks import make_permanent
 
@@ -127,11 +151,81 @@ def test_a_sweep_point_is_measured_from_real_files_and_leaves_nothing_behind(tin
     assert all(torch.equal(v, dense[k]) for k, v in tiny_model.state_dict().items()) and tiny_model.training
 
 
-def test_the_timing_mode_comes_from_the_environment_and_a_bad_one_is_named(monkeypatch):
-    monkeypatch.delenv(exports.TIMING_ENV, raising=False)
-    assert exports.timing_mode() == "full"
-    monkeypatch.setenv(exports.TIMING_ENV, "quick")
-    assert exports.timing_mode() == "quick"
-    monkeypatch.setenv(exports.TIMING_ENV, "fast")
-    with pytest.raises(PrunelabError, match="PRUNELAB_TIMING='fast': expected one of full, quick"):
-        exports.timing_mode()
+def test_the_timing_mode_comes_from_the_environment_and_a_bad_one_is_one_line_naming_it(monkeypatch):
+    monkeypatch.delenv(policies.TIMING_ENV, raising=False)
+    assert policies.timing_mode() == "full" and policies.active_policy() is policies.STAGE
+    assert policies.active_policy("kernels") is policies.KERNELS
+    monkeypatch.setenv(policies.TIMING_ENV, "quick")
+    assert policies.timing_mode() == "quick" and policies.active_policy() is policies.QUICK
+    assert policies.active_policy("kernels") is policies.QUICK_KERNELS
+    monkeypatch.setenv(policies.TIMING_ENV, "fast")
+    with pytest.raises(PrunelabError) as error:
+        policies.active_policy()
+    assert str(error.value) == "PRUNELAB_TIMING='fast': expected one of full, quick"
+
+
+def test_each_preset_keeps_its_callers_numbers():
+    P = policies.TimingPolicy
+    assert policies.STAGE == P(rounds=7, warmup=2, min_sample_s=0.02, max_s=5.0)
+    assert policies.QUICK == P(rounds=3, warmup=2, min_sample_s=0.02, max_s=5.0)
+    assert policies.SWEEP_POINT == P(rounds=3, warmup=2, min_sample_s=0.02, max_s=5.0)
+    assert policies.KERNELS == P(rounds=7, warmup=2, min_sample_s=0.02, max_s=1.0)
+    assert policies.QUICK_KERNELS == P(rounds=5, warmup=2, min_sample_s=0.01, max_s=0.5)
+    assert policies.BENCH == P(rounds=31, warmup=2, min_sample_s=0.02, max_s=None)
+    assert policies.DEFAULT == P(rounds=7, warmup=2, min_sample_s=0.02, max_s=None)
+    with pytest.raises(FrozenInstanceError):
+        policies.STAGE.rounds = 3
+
+
+def test_every_caller_times_with_its_preset(tiny_model, monkeypatch):
+    import inspect
+
+    from prunelab.export import kernels, quick_timer
+    from prunelab.measure import Subject, latency, speed
+
+    assert inspect.signature(exports.SweepMeasure).parameters["timing"].default is policies.SWEEP_POINT
+    assert Subject(tiny_model).timing is policies.STAGE
+    assert inspect.signature(latency.compare_latency).parameters["policy"].default is policies.DEFAULT
+    calls = []
+
+    def record(runs, **kwargs):
+        calls.append({k: kwargs[k] for k in ("rounds", "warmup", "min_sample_s", "max_s") if k in kwargs})
+        return {name: policies.Timing((1.0,), kwargs.get("batch", 1)) for name in runs}
+
+    monkeypatch.setattr(policies, "interleaved", record)  # what the export's timers call
+    monkeypatch.setattr(latency, "interleaved", record)  # what compare_latency calls
+    run = {"dense": lambda: None}
+
+    def numbers(policy, warmup=True):
+        out = policy.interleaved_args()
+        return out if warmup else {k: v for k, v in out.items() if k != "warmup"}
+
+    kernels.default_timer(torch.device("cpu"))("layer", 1, run)
+    quick_timer("cpu")("layer", 1, run)
+    monkeypatch.delenv(policies.TIMING_ENV, raising=False)
+    exports.kernel_timer("cpu")("layer", 1, run)
+    monkeypatch.setenv(policies.TIMING_ENV, "quick")
+    exports.kernel_timer("cpu")("layer", 1, run)
+    latency.compare_latency({"m": tiny_model}, (1, 8, 8), 1, policy=policies.SWEEP_POINT)
+    # the export's timers leave warm-up to interleaved's default (DEFAULT.warmup, the same 2)
+    assert calls == [
+        numbers(policies.KERNELS, False),
+        numbers(policies.QUICK_KERNELS, False),
+        numbers(policies.KERNELS, False),
+        numbers(policies.QUICK_KERNELS, False),
+        numbers(policies.SWEEP_POINT),
+    ]
+
+    # the stages' measure: the active preset for comparisons
+    seen = []
+    monkeypatch.setattr(
+        speed,
+        "compare_latency",
+        lambda modules, shape, batch, *, device, policy: (
+            seen.append(policy) or {name: policies.Timing((1.0,), batch) for name in modules}
+        ),
+    )
+    exports.measure(tiny_model, (1, 8, 8))
+    monkeypatch.delenv(policies.TIMING_ENV)
+    exports.measure(tiny_model, (1, 8, 8))
+    assert seen == [policies.QUICK, policies.QUICK, policies.STAGE, policies.STAGE]

@@ -12,29 +12,34 @@ from pathlib import Path
 import pytest
 import torch
 
-from prunelab.pruning.options import configure
 from prunelab.config import ModelConfig, PruneConfig
 from prunelab.errors import ConfigError, PrunelabError
-from prunelab.train.evaluate import evaluate, scaled
 from prunelab.export import SPARSE_WINS, WHOLE, ExportError, container, export_model, integrity, load_export, sparse
 from prunelab.models import MODELS as MODEL_BUILDERS
 from prunelab.pruning import METHODS, STRUCTURAL
 from prunelab.pruning.masks import make_permanent
+from prunelab.pruning.options import configure
+from prunelab.train.evaluate import evaluate, scaled
 
-MODELS = {"mlp": ModelConfig(name="mlp", hidden=(32, 16), bias=False),
-          "mlp_bias": ModelConfig(name="mlp", hidden=(32, 16), bias=True),  # the sparse kernel's addmm path
-          "cifar_cnn": ModelConfig(name="cifar_cnn", bias=True)}
+MODELS = {
+    "mlp": ModelConfig(name="mlp", hidden=(32, 16), bias=False),
+    "mlp_bias": ModelConfig(name="mlp", hidden=(32, 16), bias=True),  # the sparse kernel's addmm path
+    "cifar_cnn": ModelConfig(name="cifar_cnn", bias=True),
+}
 
 
 def configs() -> list[tuple[str, PruneConfig]]:
     """Every registered method (and its physical variant), on the first tiny model it applies to."""
-    cases = [("mlp_bias", configure(method="weight", sparsity=0.5)),
-             ("cifar_cnn", configure(method="weight", sparsity=0.5))]  # conv weights stored sparse, run dense
+    cases = [
+        ("mlp_bias", configure(method="weight", sparsity=0.5)),
+        ("cifar_cnn", configure(method="weight", sparsity=0.5)),
+    ]  # conv weights stored sparse, run dense
     for method in METHODS.values():
-        for physical in ((False, True) if "physical" in method.option_keys() else (False,)):
+        for physical in (False, True) if "physical" in method.option_keys() else (False,):
             cfg = configure(method=method.name, sparsity=0.5, physical=physical)
-            cases.append(next((model, cfg) for model in ("mlp", "cifar_cnn")
-                              if method.why_not(_build(model), cfg) is None))
+            cases.append(
+                next((model, cfg) for model in ("mlp", "cifar_cnn") if method.why_not(_build(model), cfg) is None)
+            )
     return cases
 
 
@@ -57,8 +62,11 @@ def pruned(name: str, cfg: PruneConfig, shape=(1, 8, 8)) -> tuple[torch.nn.Modul
     return model.eval(), method.kind(cfg) == STRUCTURAL
 
 
-@pytest.mark.parametrize("model_name, cfg", configs(), ids=lambda v: v if isinstance(v, str) else
-                         f"{v.method}{'-physical' if v.as_dict().get('physical') else ''}")
+@pytest.mark.parametrize(
+    "model_name, cfg",
+    configs(),
+    ids=lambda v: v if isinstance(v, str) else f"{v.method}{'-physical' if v.as_dict().get('physical') else ''}",
+)
 def test_every_method_round_trips_with_the_same_predictions(model_name, cfg, tiny_data, tmp_path):
     model, structural = pruned(model_name, cfg)
     info = export_model(model, (1, 8, 8), tmp_path / "export", structural=structural, force="sparse")
@@ -75,8 +83,9 @@ def test_every_method_round_trips_with_the_same_predictions(model_name, cfg, tin
         assert float((got - expected).abs().max()) <= 1e-4, kernel
         assert evaluate(module, tiny_data.test)["accuracy"] == reference["accuracy"]
         if not structural:
-            runs = {name: kernel if kernel in layer.available else "dense"
-                    for name, layer in module.sparse_layers.items()}
+            runs = {
+                name: kernel if kernel in layer.available else "dense" for name, layer in module.sparse_layers.items()
+            }
             assert module.sparse_layers and all(k == runs for k in module.kernels.values())
 
 
@@ -115,19 +124,28 @@ def test_exports_are_byte_reproducible_and_a_stale_other_format_is_removed(tmp_p
 
 # -- storage ---------------------------------------------------------------------------------
 
+
 def test_storage_sizes_by_hand_and_the_smallest_is_chosen():
     # 10 x 300 float32: dense 12,000 bytes; bitmask 375 bytes + 4 per nonzero; CSR 4 per
     # nonzero + uint16 columns (< 300) + 11 row pointers (uint8 while nnz < 256, else uint16)
     assert container.storage_sizes((10, 300), 30, 4) == {"dense": 12000, "csr": 120 + 60 + 11, "bitmask": 375 + 120}
-    assert container.storage_sizes((10, 300), 2000, 4) == {"dense": 12000, "csr": 8000 + 4000 + 22,
-                                                         "bitmask": 375 + 8000}
+    assert container.storage_sizes((10, 300), 2000, 4) == {
+        "dense": 12000,
+        "csr": 8000 + 4000 + 22,
+        "bitmask": 375 + 8000,
+    }
     w = torch.randn(10, 300)
     for nnz, expected in ((30, "csr"), (2000, "bitmask"), (2950, "dense")):
         x = w.clone()
         x.view(-1)[nnz:] = 0
         assert container.choose_storage(x) == expected, nnz
-    assert [container.index_dtype(v) for v in (255, 256, 65535, 65536, 2**32)] == ["uint8", "uint16", "uint16",
-                                                                               "uint32", "int64"]
+    assert [container.index_dtype(v) for v in (255, 256, 65535, 65536, 2**32)] == [
+        "uint8",
+        "uint16",
+        "uint16",
+        "uint32",
+        "int64",
+    ]
 
 
 @pytest.mark.parametrize("storage", ["csr", "bitmask"])
@@ -153,13 +171,16 @@ def test_decode_refuses_arrays_that_do_not_describe_the_weight():
 
 # -- integrity -------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     """A weight-pruned tiny mlp exported in each format (written once; tests use copies)."""
     folder = tmp_path_factory.mktemp("exports")
     model, _ = pruned("mlp", configure(method="weight", sparsity=0.9))
-    return {fmt: export_model(model, (1, 8, 8), folder / fmt, structural=fmt == "pt2", force="dense").path
-            for fmt in ("sparse", "pt2")}
+    return {
+        fmt: export_model(model, (1, 8, 8), folder / fmt, structural=fmt == "pt2", force="dense").path
+        for fmt in ("sparse", "pt2")
+    }
 
 
 @pytest.fixture(params=["sparse", "pt2"])
@@ -224,8 +245,9 @@ def rewrite_pt2(path, change) -> None:
 def reseal_pt2(path) -> None:
     """Drop the manifest and seal again: a crafted file whose digests are all correct."""
     with zipfile.ZipFile(path) as archive:
-        entries = [(info, archive.read(info)) for info in archive.infolist()
-                   if not info.filename.endswith(integrity.MANIFEST)]
+        entries = [
+            (info, archive.read(info)) for info in archive.infolist() if not info.filename.endswith(integrity.MANIFEST)
+        ]
         manifest = json.loads(archive.read(f"archive/{integrity.MANIFEST}"))
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
         for info, data in entries:
@@ -319,12 +341,14 @@ def test_a_structural_pt2_loads_in_plain_torch_without_prunelab(tmp_path):
     x = torch.rand(3, 1, 8, 8)
     with torch.inference_mode():
         torch.save({"x": x, "y": model(x)}, tmp_path / "io.pt")
-    code = ("import sys; sys.modules['prunelab'] = None\n"  # any import of prunelab fails
-            "import torch\n"
-            f"io = torch.load({str(tmp_path / 'io.pt')!r}, weights_only=True)\n"
-            f"m = torch.export.load({str(path)!r}).module()\n"
-            "assert (m(io['x']) - io['y']).abs().max() <= 1e-5\n"
-            "print('ok')\n")
+    code = (
+        "import sys; sys.modules['prunelab'] = None\n"  # any import of prunelab fails
+        "import torch\n"
+        f"io = torch.load({str(tmp_path / 'io.pt')!r}, weights_only=True)\n"
+        f"m = torch.export.load({str(path)!r}).module()\n"
+        "assert (m(io['x']) - io['y']).abs().max() <= 1e-5\n"
+        "print('ok')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
 
@@ -332,7 +356,7 @@ def test_a_structural_pt2_loads_in_plain_torch_without_prunelab(tmp_path):
 def test_a_device_that_is_not_there_is_the_train_device_error(written):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    with pytest.raises(ConfigError, match="train.device"):
+    with pytest.raises(ConfigError, match=r"train\.device"):
         load_export(written, device="cuda")
 
 
@@ -342,6 +366,7 @@ def test_a_wrong_input_shape_is_named(written):
 
 
 # -- the kernel choice -----------------------------------------------------------------------
+
 
 def timer_from(table):
     """A timer that runs both kernels (they must agree) and reports ``table(layer, batch)``."""
@@ -365,7 +390,7 @@ def weight_export(exports):
 
 
 def test_a_layer_falls_back_to_dense_where_sparse_is_slower(weight_export):
-    model, path = weight_export
+    _, path = weight_export
     slower = timer_from(lambda layer, batch: {"dense": 1.0, "sparse": 2.0})
     module = load_export(path, batch_sizes=(1, 64), timer=slower)
     assert module.kernels == {1: {"fc1": "dense", "fc2": "dense"}, 64: {"fc1": "dense", "fc2": "dense"}}
@@ -469,7 +494,7 @@ def test_an_export_does_not_depend_on_where_the_code_lives(tmp_path):
             import zlib
 
             header, payload = integrity.unpack_container(path, data)
-            data = zlib.decompress(bytes(payload[:header["program"]["bytes"]]))
+            data = zlib.decompress(bytes(payload[: header["program"]["bytes"]]))
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             text = b"".join(archive.read(name) for name in archive.namelist())
         source = str(Path(prunelab.__file__).resolve().parents[1]).encode()

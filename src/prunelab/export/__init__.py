@@ -24,4 +24,4 @@ from prunelab.export.kernels import SPARSE_WINS, WHOLE, quick_timer  # noqa: F40
 from prunelab.export.load import ExportModule, load_export
 from prunelab.export.write import ExportInfo, export_model
 
-__all__ = ["ExportError", "ExportInfo", "ExportModule", "SUFFIXES", "export_model", "load_export", "quick_timer"]
+__all__ = ["SUFFIXES", "ExportError", "ExportInfo", "ExportModule", "export_model", "load_export", "quick_timer"]

@@ -56,7 +56,7 @@ def dtype_name(dtype) -> str:
 def index_dtype(largest: int) -> str:
     """The narrowest unsigned integer type that holds ``largest``."""
     for name, bits in (("uint8", 8), ("uint16", 16), ("uint32", 32)):
-        if largest < 2 ** bits:
+        if largest < 2**bits:
             return name
     return "int64"
 
@@ -71,7 +71,8 @@ def storage_sizes(shape: tuple[int, ...], nnz: int, value_bytes: int) -> dict[st
     rows, cols = shape[0], numel // max(shape[0], 1)
     return {
         DENSE: numel * value_bytes,
-        CSR: nnz * value_bytes + nnz * _itemsize(index_dtype(max(cols - 1, 0)))
+        CSR: nnz * value_bytes
+        + nnz * _itemsize(index_dtype(max(cols - 1, 0)))
         + (rows + 1) * _itemsize(index_dtype(nnz)),
         BITMASK: -(-numel // 8) + nnz * value_bytes,
     }
@@ -93,9 +94,11 @@ def encode(weight: torch.Tensor, storage: str) -> dict[str, torch.Tensor]:
         counts = nonzero.sum(dim=1)
         crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
         cols = nonzero.nonzero()[:, 1]
-        return {"values": values,
-                "crow_indices": crow.to(torch_dtype(index_dtype(int(crow[-1])))),
-                "col_indices": cols.to(torch_dtype(index_dtype(max(matrix.shape[1] - 1, 0))))}
+        return {
+            "values": values,
+            "crow_indices": crow.to(torch_dtype(index_dtype(int(crow[-1])))),
+            "col_indices": cols.to(torch_dtype(index_dtype(max(matrix.shape[1] - 1, 0)))),
+        }
     if storage == BITMASK:
         bits = nonzero.flatten()
         bits = torch.cat([bits, bits.new_zeros(-bits.numel() % 8)]).view(-1, 8).to(torch.uint8)
@@ -109,13 +112,19 @@ def decode(storage: str, arrays: Mapping[str, torch.Tensor], shape: tuple[int, .
     rows, cols = shape[0], math.prod(shape) // max(shape[0], 1)
     values = arrays["values"]
     if values.dtype != dtype or values.dim() != 1:
-        raise ValueError(f"values are {dtype_name(values.dtype)} {tuple(values.shape)}, "
-                         f"expected 1-D {dtype_name(dtype)}")
+        raise ValueError(
+            f"values are {dtype_name(values.dtype)} {tuple(values.shape)}, expected 1-D {dtype_name(dtype)}"
+        )
     if storage == CSR:
         crow, col = arrays["crow_indices"].long(), arrays["col_indices"].long()
-        if (crow.shape != (rows + 1,) or int(crow[0]) != 0 or int(crow[-1]) != values.numel()
-                or bool((crow[1:] < crow[:-1]).any()) or col.shape != values.shape
-                or (col.numel() and (int(col.min()) < 0 or int(col.max()) >= cols))):
+        if (
+            crow.shape != (rows + 1,)
+            or int(crow[0]) != 0
+            or int(crow[-1]) != values.numel()
+            or bool((crow[1:] < crow[:-1]).any())
+            or col.shape != values.shape
+            or (col.numel() and (int(col.min()) < 0 or int(col.max()) >= cols))
+        ):
             raise ValueError("CSR arrays are inconsistent with the weight's shape")
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -124,7 +133,7 @@ def decode(storage: str, arrays: Mapping[str, torch.Tensor], shape: tuple[int, .
         packed = arrays["bitmask"]
         if packed.dtype != torch.uint8 or packed.numel() != -(-rows * cols // 8):
             raise ValueError("bitmask has the wrong length")
-        bits = ((packed.unsqueeze(1) >> torch.arange(8, dtype=torch.uint8)) & 1).flatten()[:rows * cols].bool()
+        bits = ((packed.unsqueeze(1) >> torch.arange(8, dtype=torch.uint8)) & 1).flatten()[: rows * cols].bool()
         if int(bits.sum()) != values.numel():
             raise ValueError("bitmask and values disagree on the number of nonzeros")
         dense = torch.zeros(rows * cols, dtype=dtype)
@@ -136,8 +145,12 @@ def decode(storage: str, arrays: Mapping[str, torch.Tensor], shape: tuple[int, .
 
 # -- the container -----------------------------------------------------------------------
 
-def pack(program: bytes, arrays: Mapping[str, tuple[str, torch.Tensor, dict[str, torch.Tensor]]],
-         input_shape: tuple[int, ...]) -> bytes:
+
+def pack(
+    program: bytes,
+    arrays: Mapping[str, tuple[str, torch.Tensor, dict[str, torch.Tensor]]],
+    input_shape: tuple[int, ...],
+) -> bytes:
     """The .sparse file's bytes: the program (zlib), then each layer's arrays, described by the header."""
     program_raw = len(program)
     program = zlib.compress(program, 9)  # the graph is JSON: a tenth of its size, a fifth of a small file
@@ -147,17 +160,28 @@ def pack(program: bytes, arrays: Mapping[str, tuple[str, torch.Tensor, dict[str,
     def put(tensor: torch.Tensor) -> dict[str, Any]:
         nonlocal offset
         raw = tensor.contiguous().view(torch.uint8).numpy().tobytes() if tensor.numel() else b""
-        entry = {"dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape), "offset": offset,
-                 "bytes": len(raw)}
+        entry = {"dtype": dtype_name(tensor.dtype), "shape": list(tensor.shape), "offset": offset, "bytes": len(raw)}
         chunks.append(raw)
         offset += len(raw)
         return entry
 
-    layers = {name: {"storage": storage, "shape": list(weight.shape), "dtype": dtype_name(weight.dtype),
-                     "nnz": int(weight.count_nonzero()), "arrays": {k: put(v) for k, v in parts.items()}}
-              for name, (storage, weight, parts) in arrays.items()}
-    header = {"format": SPARSE_FORMAT, "version": VERSION, "input_shape": list(input_shape),
-              "program": {"offset": 0, "bytes": len(program), "zlib_of": program_raw}, "layers": layers}
+    layers = {
+        name: {
+            "storage": storage,
+            "shape": list(weight.shape),
+            "dtype": dtype_name(weight.dtype),
+            "nnz": int(weight.count_nonzero()),
+            "arrays": {k: put(v) for k, v in parts.items()},
+        }
+        for name, (storage, weight, parts) in arrays.items()
+    }
+    header = {
+        "format": SPARSE_FORMAT,
+        "version": VERSION,
+        "input_shape": list(input_shape),
+        "program": {"offset": 0, "bytes": len(program), "zlib_of": program_raw},
+        "layers": layers,
+    }
     return integrity.pack_container(header, b"".join(chunks))
 
 
@@ -170,7 +194,7 @@ def _tensor(payload: memoryview, entry: Mapping[str, Any]) -> torch.Tensor:
         raise ValueError(f"an array at {offset}+{size} does not fit the payload or its shape {shape}")
     if size == 0:
         return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(bytearray(payload[offset:offset + size]), dtype=dtype).reshape(shape)
+    return torch.frombuffer(bytearray(payload[offset : offset + size]), dtype=dtype).reshape(shape)
 
 
 def unpack(path: Path, data: bytes) -> tuple[bytes, tuple[int, ...], dict[str, torch.Tensor], dict[str, str]]:
@@ -178,14 +202,19 @@ def unpack(path: Path, data: bytes) -> tuple[bytes, tuple[int, ...], dict[str, t
     ``ExportError`` naming it where the header does not describe valid contents."""
     header, payload = integrity.unpack_container(path, data)
     if header.get("format") != SPARSE_FORMAT or header.get("version") != VERSION:
-        raise refuse(path, f"format {header.get('format')!r} version {header.get('version')!r}, "
-                     f"this prunelab reads {SPARSE_FORMAT!r} version {VERSION}")
+        raise refuse(
+            path,
+            f"format {header.get('format')!r} version {header.get('version')!r}, "
+            f"this prunelab reads {SPARSE_FORMAT!r} version {VERSION}",
+        )
     try:
         shape = tuple(int(d) for d in header["input_shape"])
         span = header["program"]
         size = int(span["zlib_of"])  # decompressed no further than announced: no zlib bomb
         inflate = zlib.decompressobj()
-        program_bytes = inflate.decompress(payload[int(span["offset"]):int(span["offset"]) + int(span["bytes"])], size)
+        program_bytes = inflate.decompress(
+            payload[int(span["offset"]) : int(span["offset"]) + int(span["bytes"])], size
+        )
         if len(program_bytes) != size or not inflate.eof:
             raise ValueError(f"its program does not inflate to the {size} bytes announced")
         weights, storage = {}, {}
@@ -193,8 +222,9 @@ def unpack(path: Path, data: bytes) -> tuple[bytes, tuple[int, ...], dict[str, t
             arrays = {k: _tensor(payload, v) for k, v in layer["arrays"].items()}
             if layer["dtype"] not in FLOAT_DTYPES:
                 raise ValueError(f"layer {name} has dtype {layer['dtype']!r}, not a float type")
-            weights[name] = decode(layer["storage"], arrays, tuple(int(d) for d in layer["shape"]),
-                                   torch_dtype(layer["dtype"]))
+            weights[name] = decode(
+                layer["storage"], arrays, tuple(int(d) for d in layer["shape"]), torch_dtype(layer["dtype"])
+            )
             storage[name] = layer["storage"]
     except (KeyError, TypeError, ValueError, RuntimeError, zlib.error) as exc:
         raise refuse(path, f"its header does not describe valid contents ({atomic.reason(exc)})") from None

@@ -68,6 +68,7 @@ def read_bytes(path: str | Path) -> bytes:
 
 # -- the .sparse container ---------------------------------------------------------------
 
+
 def pack_container(header: dict[str, Any], payload: bytes) -> bytes:
     """The container's bytes: preamble, header (with ``payload_bytes``), payload, digest."""
     head = json.dumps({**header, "payload_bytes": len(payload)}, sort_keys=True, separators=(",", ":")).encode()
@@ -77,9 +78,10 @@ def pack_container(header: dict[str, Any], payload: bytes) -> bytes:
 
 def unpack_container(path: str | Path, data: bytes) -> tuple[dict[str, Any], memoryview]:
     """(header, payload) of a container's bytes, after checking its length and digest."""
-    if len(data) < _PREAMBLE.size + _DIGEST or data[:len(MAGIC)] != MAGIC:
-        raise refuse(path, f"not a prunelab sparse export (no {MAGIC.decode()} preamble), "
-                     f"or truncated to {len(data)} bytes")
+    if len(data) < _PREAMBLE.size + _DIGEST or data[: len(MAGIC)] != MAGIC:
+        raise refuse(
+            path, f"not a prunelab sparse export (no {MAGIC.decode()} preamble), or truncated to {len(data)} bytes"
+        )
     _, version, head_len = _PREAMBLE.unpack_from(data)
     if version != CONTAINER_VERSION:
         raise refuse(path, f"container version {version}, this prunelab reads version {CONTAINER_VERSION}")
@@ -89,8 +91,8 @@ def unpack_container(path: str | Path, data: bytes) -> tuple[dict[str, Any], mem
     if hashlib.sha256(memoryview(data)[:body_len]).digest() != data[body_len:]:
         raise refuse(path, "its SHA-256 does not match its contents: truncated or modified after it was written")
     try:
-        header = json.loads(data[_PREAMBLE.size:_PREAMBLE.size + head_len].decode())
-        payload = memoryview(data)[_PREAMBLE.size + head_len:body_len]
+        header = json.loads(data[_PREAMBLE.size : _PREAMBLE.size + head_len].decode())
+        payload = memoryview(data)[_PREAMBLE.size + head_len : body_len]
         if not isinstance(header, dict) or header.get("payload_bytes") != len(payload):
             raise ValueError("payload length differs from the header's")
     except (ValueError, UnicodeDecodeError) as exc:
@@ -99,6 +101,7 @@ def unpack_container(path: str | Path, data: bytes) -> tuple[dict[str, Any], mem
 
 
 # -- the .pt2 archive ----------------------------------------------------------------------
+
 
 def _entries(archive: zipfile.ZipFile) -> dict[str, str]:
     return {info.filename: hashlib.sha256(archive.read(info)).hexdigest() for info in archive.infolist()}
@@ -123,7 +126,7 @@ def seal_pt2(path: Path, info: dict[str, Any]) -> None:
 def end_with_digest(path: Path) -> None:
     """Give the archive at ``path`` a zip comment holding the SHA-256 of every byte before it."""
     data = path.read_bytes()
-    signature, *fields, comment_len = _EOCD.unpack_from(data, len(data) - _EOCD.size)
+    signature, *_, comment_len = _EOCD.unpack_from(data, len(data) - _EOCD.size)
     if signature != b"PK\x05\x06" or comment_len:
         raise refuse(path, "torch wrote an archive prunelab cannot seal (it ends in a zip comment)")
     body = data[:-2] + struct.pack("<H", _HEX_DIGEST)
@@ -135,13 +138,19 @@ def _check_file_digest(path: str | Path, data: bytes) -> None:
     if len(data) < _EOCD.size + _HEX_DIGEST:
         raise refuse(path, f"truncated .pt2 archive ({len(data)} bytes)")
     end = len(data) - _HEX_DIGEST - _EOCD.size
-    if data[end:end + 4] != b"PK\x05\x06":
-        raise refuse(path, "a .pt2 archive without prunelab's manifest and digest: not written by "
-                     "prunelab.export, or truncated or damaged")
+    if data[end : end + 4] != b"PK\x05\x06":
+        raise refuse(
+            path,
+            "a .pt2 archive without prunelab's manifest and digest: not written by "
+            "prunelab.export, or truncated or damaged",
+        )
     body, digest = data[:-_HEX_DIGEST], data[-_HEX_DIGEST:]
     if hashlib.sha256(body).hexdigest().encode() != digest:
-        raise refuse(path, "its SHA-256 does not match its contents (the digest ending the archive): "
-                     "truncated or modified after it was written, or not sealed by prunelab.export")
+        raise refuse(
+            path,
+            "its SHA-256 does not match its contents (the digest ending the archive): "
+            "truncated or modified after it was written, or not sealed by prunelab.export",
+        )
 
 
 def read_pt2(path: str | Path, data: bytes) -> tuple[dict[str, Any], dict[str, bytes]]:
@@ -152,8 +161,9 @@ def read_pt2(path: str | Path, data: bytes) -> tuple[dict[str, Any], dict[str, b
             names = archive.namelist()
             top = names[0].split("/", 1)[0] if names else ""
             if f"{top}/{MANIFEST}" not in names:
-                raise refuse(path, "a .pt2 archive without prunelab's manifest: not written by prunelab.export, "
-                             "or damaged")
+                raise refuse(
+                    path, "a .pt2 archive without prunelab's manifest: not written by prunelab.export, or damaged"
+                )
             manifest = json.loads(archive.read(f"{top}/{MANIFEST}").decode())
             files = {name: archive.read(name) for name in names if name != f"{top}/{MANIFEST}"}
     except ExportError:
@@ -175,7 +185,7 @@ def read_pt2(path: str | Path, data: bytes) -> tuple[dict[str, Any], dict[str, b
 
 def format_of(data: bytes) -> str:
     """'sparse', 'pt2' or '' (neither), from the first bytes: the suffix is not trusted."""
-    if data[:len(MAGIC)] == MAGIC:
+    if data[: len(MAGIC)] == MAGIC:
         return "sparse"
     if data[:4] == b"PK\x03\x04":
         return "pt2"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from prunelab.export import sparse
+from prunelab.measure.timing import KERNELS, QUICK_KERNELS  # how carefully kernels are timed: the one timing policy
 
 if TYPE_CHECKING:
     from prunelab.export.load import ExportModule
@@ -30,8 +31,14 @@ Timer = Callable[[str, int, Mapping[str, Callable[[], Any]]], Mapping[str, float
 Kernels = dict[int, dict[str, str]]  # batch size -> {layer: "dense", "sparse" or "rows"}
 
 
-def choose_kernels(module: ExportModule, batch_sizes: Sequence[int], *, force: str | None = None,
-                   timer: Timer | None = None, kernels: Kernels | None = None) -> None:
+def choose_kernels(
+    module: ExportModule,
+    batch_sizes: Sequence[int],
+    *,
+    force: str | None = None,
+    timer: Timer | None = None,
+    kernels: Kernels | None = None,
+) -> None:
     """Pick the kernel of each of ``module``'s sparse layers per batch size: forced, given, or measured (``timer``)."""
     if force not in (None, *sparse.KERNELS):
         raise ValueError(f"force={force!r}: expected None or one of {', '.join(map(repr, sparse.KERNELS))}")
@@ -49,15 +56,18 @@ def choose_kernels(module: ExportModule, batch_sizes: Sequence[int], *, force: s
                 given = force if force in layer.available else sparse.DENSE_KERNEL
             if given is not None:
                 if given not in layer.available:
-                    raise ValueError(f"kernel {given!r} for {name} at batch {batch}: "
-                                     f"expected one of {layer.available}")
+                    raise ValueError(f"kernel {given!r} for {name} at batch {batch}: expected one of {layer.available}")
                 layer.kernels[rows] = given
             else:
                 # laid out as a sparse layer's output is ((in, rows) in memory): what a layer
                 # in a chain of sparse layers receives, and what costs the dense kernel nothing
-                x = torch.rand(layer.in_features, rows, device=module.device,
-                               generator=torch.Generator(module.device).manual_seed(batch)).t()
-                runs = {k: (lambda k=k, x=x: layer.run(k, x)) for k in layer.available}
+                x = torch.rand(
+                    layer.in_features,
+                    rows,
+                    device=module.device,
+                    generator=torch.Generator(module.device).manual_seed(batch),
+                ).t()
+                runs = {k: (lambda k=k, x=x, layer=layer: layer.run(k, x)) for k in layer.available}
                 times = dict(timer(name, batch, runs))
                 module.kernel_times.setdefault(batch, {})[name] = times
                 layer.kernels[rows] = fastest(times)
@@ -83,14 +93,19 @@ def _check_whole(module: ExportModule, batch_sizes: Sequence[int], timer: Timer)
         chosen = {name: layer.kernels[rows[name]] for name, layer in module.sparse_layers.items()}
         if set(chosen.values()) == {sparse.DENSE_KERNEL}:
             continue
-        x = torch.rand(batch, *module.input_shape, device=module.device,
-                       generator=torch.Generator(module.device).manual_seed(batch))
+        x = torch.rand(
+            batch,
+            *module.input_shape,
+            device=module.device,
+            generator=torch.Generator(module.device).manual_seed(batch),
+        )
 
-        def run_with(plan: Mapping[str, str]) -> Callable[[], Any]:
+        def run_with(plan: Mapping[str, str], rows=rows, x=x) -> Callable[[], Any]:
             def run() -> Any:
                 for name, layer in module.sparse_layers.items():
                     layer._chosen[rows[name]] = plan[name]  # the cache kernel_for reads: no reset
                 return module(x)
+
             return run
 
         dense = dict.fromkeys(chosen, sparse.DENSE_KERNEL)
@@ -108,22 +123,25 @@ def fastest(times: Mapping[str, float]) -> str:
     return other if other is not None and times[other] < SPARSE_WINS * dense else sparse.DENSE_KERNEL
 
 
-def default_timer(device: torch.device, rounds: int = 7, max_s: float = 1.0,
-                  min_sample_s: float | None = None) -> Timer:
+def default_timer(
+    device: torch.device, rounds: int = KERNELS.rounds, max_s: float = KERNELS.max_s, min_sample_s: float | None = None
+) -> Timer:
     """Median seconds per call of each kernel, interleaved (``prunelab.measure.timing.interleaved``).
 
     The pipeline's sweep, which exports every point, takes fewer and shorter samples
     (``quick_timer``); the 5 % margin a sparse kernel must win by (``SPARSE_WINS``) keeps
     noise from choosing it where it does not help.
     """
-    from prunelab.measure.timing import MIN_SAMPLE_S, interleaved
+    from prunelab.measure.timing import interleaved
 
-    sample = MIN_SAMPLE_S if min_sample_s is None else min_sample_s
+    sample = KERNELS.min_sample_s if min_sample_s is None else min_sample_s
 
     def timer(layer: str, batch: int, runs: Mapping[str, Callable[[], Any]]) -> dict[str, float]:
         with torch.inference_mode():
-            return {k: t.median for k, t in interleaved(runs, device=device, rounds=rounds, max_s=max_s,
-                                                        min_sample_s=sample).items()}
+            return {
+                k: t.median
+                for k, t in interleaved(runs, device=device, rounds=rounds, max_s=max_s, min_sample_s=sample).items()
+            }
 
     return timer
 
@@ -132,4 +150,9 @@ def quick_timer(device: str | torch.device = "cpu") -> Timer:
     """``default_timer`` with 5 rounds of samples of at least 10 ms: about 0.2 s per layer and batch size."""
     from prunelab.measure.timing import device_of
 
-    return default_timer(device_of(device), rounds=5, max_s=0.5, min_sample_s=0.01)
+    return default_timer(
+        device_of(device),
+        rounds=QUICK_KERNELS.rounds,
+        max_s=QUICK_KERNELS.max_s,
+        min_sample_s=QUICK_KERNELS.min_sample_s,
+    )

@@ -26,10 +26,18 @@ from prunelab.train.evaluate import EVAL_BATCH
 class ExportModule(nn.Module):
     """A loaded export: ``module(x)`` runs it. Always in eval mode (it was traced so)."""
 
-    trainable = False  # a traced inference program: measure.efficiency does not time training on it
+    trainable = False  # a traced inference program: measure.epoch does not time training on it
 
-    def __init__(self, program: nn.Module, *, path: Path, format: str, input_shape: tuple[int, ...],
-                 storage: Mapping[str, str], layers: Mapping[str, nn.Module]):
+    def __init__(
+        self,
+        program: nn.Module,
+        *,
+        path: Path,
+        format: str,
+        input_shape: tuple[int, ...],
+        storage: Mapping[str, str],
+        layers: Mapping[str, nn.Module],
+    ):
         super().__init__()
         self.program = program
         self._out_spec = pt2.streamline(program)
@@ -41,8 +49,10 @@ class ExportModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1:] != self.input_shape:
-            raise ValueError(f"{self.path}: expects inputs of shape (batch, {', '.join(map(str, self.input_shape))}), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"{self.path}: expects inputs of shape (batch, {', '.join(map(str, self.input_shape))}), "
+                f"got {tuple(x.shape)}"
+            )
         # forward() itself: the program's module hooks only serve inputs that are modules
         outputs = self.program.forward(x)
         if self._out_spec is None or self._out_spec.is_leaf():
@@ -64,15 +74,22 @@ class ExportModule(nn.Module):
     @property
     def kernels(self) -> Kernels:
         """Per measured batch size, the kernel each sparse layer runs."""
-        batches = sorted({rows // layer.rows_per_image for layer in self.sparse_layers.values()
-                          for rows in layer.kernels})
+        batches = sorted(
+            {rows // layer.rows_per_image for layer in self.sparse_layers.values() for rows in layer.kernels}
+        )
         return {b: self.kernels_at(b) for b in batches}
 
     def kernels_at(self, batch: int) -> dict[str, str]:
         return {name: layer.kernel_for(batch * layer.rows_per_image) for name, layer in self.sparse_layers.items()}
 
-    def choose_kernels(self, batch_sizes: Sequence[int], *, force: str | None = None,
-                       timer: Timer | None = None, kernels: Kernels | None = None) -> Kernels:
+    def choose_kernels(
+        self,
+        batch_sizes: Sequence[int],
+        *,
+        force: str | None = None,
+        timer: Timer | None = None,
+        kernels: Kernels | None = None,
+    ) -> Kernels:
         """Pick each sparse layer's kernel per batch size: forced, given, or measured (``timer``)."""
         choose_kernels(self, batch_sizes, force=force, timer=timer, kernels=kernels)
         return self.kernels
@@ -91,9 +108,15 @@ def _read_sparse(path: Path, data: bytes) -> tuple[nn.Module, tuple[int, ...], d
     return program, shape, storage, layers
 
 
-def load_export(path: str | Path, *, device: str | torch.device = "cpu",
-                batch_sizes: Sequence[int] = (1, EVAL_BATCH), force: str | None = None,
-                timer: Timer | None = None, kernels: Kernels | None = None) -> ExportModule:
+def load_export(
+    path: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    batch_sizes: Sequence[int] = (1, EVAL_BATCH),
+    force: str | None = None,
+    timer: Timer | None = None,
+    kernels: Kernels | None = None,
+) -> ExportModule:
     """Verify the export at ``path`` whole, load it on ``device`` and choose its kernels.
 
     The format is read from the file's first bytes. A missing, truncated, modified or
@@ -112,8 +135,11 @@ def load_export(path: str | Path, *, device: str | torch.device = "cpu",
         manifest, _ = integrity.read_pt2(path, data)
         info = pt2.info_of(manifest)
         if info.get("format") != PT2_FORMAT or info.get("version") != VERSION:
-            raise refuse(path, f"format {info.get('format')!r} version {info.get('version')!r}, "
-                         f"this prunelab reads {PT2_FORMAT!r} version {VERSION}")
+            raise refuse(
+                path,
+                f"format {info.get('format')!r} version {info.get('version')!r}, "
+                f"this prunelab reads {PT2_FORMAT!r} version {VERSION}",
+            )
         try:
             shape = tuple(int(d) for d in info["input_shape"])
         except (KeyError, TypeError, ValueError):

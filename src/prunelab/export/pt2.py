@@ -26,7 +26,6 @@ from prunelab import atomic
 from prunelab.export.integrity import MANIFEST, refuse
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
 # entries of an archive as torch.export.save writes it (below its top folder), and ours
@@ -83,15 +82,19 @@ def _check_safe(path: str | Path, archive: zipfile.ZipFile) -> None:
         if inner not in _KNOWN and not inner.startswith(_KNOWN_DIRS):
             raise refuse(path, f"its archive holds {name}, which prunelab never writes")
         if inner.startswith("data/sample_inputs/") and archive.getinfo(name).file_size:
-            raise refuse(path, f"its archive holds sample inputs ({name}), which torch may unpickle and "
-                         "prunelab never writes")
+            raise refuse(
+                path, f"its archive holds sample inputs ({name}), which torch may unpickle and prunelab never writes"
+            )
         if inner.endswith("_config.json") and inner.startswith(("data/weights/", "data/constants/")):
             config = json.loads(archive.read(name).decode()).get("config", {})
             for key, entry in config.items():
                 raw = str(entry.get("path_name", "")).startswith(("weight_", "tensor_"))  # not custom/opaque objects
                 if entry.get("use_pickle") or not raw:
-                    raise refuse(path, f"its archive stores {key} as a pickled object, which prunelab never "
-                                 "writes and never unpickles")
+                    raise refuse(
+                        path,
+                        f"its archive stores {key} as a pickled object, which prunelab never "
+                        "writes and never unpickles",
+                    )
 
 
 def safe_load(path: str | Path, data: bytes):
@@ -134,19 +137,29 @@ def _fold_views(module) -> None:
     import torch
 
     aten = torch.ops.aten
-    views = {aten.unsqueeze.default, aten.squeeze.dim, aten.view.default, aten.reshape.default, aten.t.default,
-             aten.transpose.int, aten.permute.default, aten.expand.default}
+    views = {
+        aten.unsqueeze.default,
+        aten.squeeze.dim,
+        aten.view.default,
+        aten.reshape.default,
+        aten.t.default,
+        aten.transpose.int,
+        aten.permute.default,
+        aten.expand.default,
+    }
     graph = module.graph
     for i, node in enumerate(list(graph.nodes)):
         if node.op != "call_function" or node.target not in views:
             continue
         source = node.args[0]
         if not (isinstance(source, torch.fx.Node) and source.op == "get_attr") or any(
-                isinstance(a, torch.fx.Node) for a in (*node.args[1:], *node.kwargs.values())):
+            isinstance(a, torch.fx.Node) for a in (*node.args[1:], *node.kwargs.values())
+        ):
             continue
         name = f"_folded_{i}"
-        module.register_buffer(name, node.target(_attr(module, source.target), *node.args[1:], **node.kwargs),
-                               persistent=False)
+        module.register_buffer(
+            name, node.target(_attr(module, source.target), *node.args[1:], **node.kwargs), persistent=False
+        )
         with graph.inserting_before(node):
             folded = graph.get_attr(name)
         node.replace_all_uses_with(folded)

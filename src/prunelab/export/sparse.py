@@ -55,8 +55,10 @@ class SparseLinear(nn.Module):
         self.register_buffer("compact", None)  # those rows, dense
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"density={self.nnz / max(self.numel, 1):.4f}, kernels={self.kernels}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"density={self.nnz / max(self.numel, 1):.4f}, kernels={self.kernels}"
+        )
 
     def weights_multiplied(self, kernel: str) -> int:
         """Weights a kernel multiplies per input row: all, the nonzeros, or the live rows'."""
@@ -89,8 +91,11 @@ class SparseLinear(nn.Module):
         chosen = self._chosen.get(rows)  # a dict lookup per call: the forward pass stays cheap
         if chosen is None:
             if not self._kernels:
-                chosen = next(k for k, form in ((DENSE_KERNEL, self.weight), (SPARSE, self.csr), (ROWS, self.compact))
-                              if form is not None)
+                chosen = next(
+                    k
+                    for k, form in ((DENSE_KERNEL, self.weight), (SPARSE, self.csr), (ROWS, self.compact))
+                    if form is not None
+                )
             else:
                 nearest = min(self._kernels, key=lambda r: (abs(math.log(r) - math.log(max(rows, 1))), r))
                 chosen = self._kernels[nearest]
@@ -125,8 +130,9 @@ def _csr(weight: torch.Tensor) -> torch.Tensor:
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         csr = weight.to_sparse_csr()
         # int32 indices: MKL's and cuSPARSE's index type, no conversion per call
-        return torch.sparse_csr_tensor(csr.crow_indices().int(), csr.col_indices().int(), csr.values(),
-                                       csr.shape, check_invariants=False)
+        return torch.sparse_csr_tensor(
+            csr.crow_indices().int(), csr.col_indices().int(), csr.values(), csr.shape, check_invariants=False
+        )
 
 
 def route_through(program: nn.Module, weights: Mapping[str, torch.Tensor]) -> dict[str, SparseLinear]:
@@ -146,9 +152,12 @@ def route_through(program: nn.Module, weights: Mapping[str, torch.Tensor]) -> di
         node = getters.get(target)
         owner_name, _, attr = target.rpartition(".")
         owner = program.get_submodule(owner_name)
-        if node is not None and node.users and weight.dim() == 2 and all(
-                user.target is linear and user.args[1] is node and node not in user.args[2:]
-                for user in node.users):
+        if (
+            node is not None
+            and node.users
+            and weight.dim() == 2
+            and all(user.target is linear and user.args[1] is node and node not in user.args[2:] for user in node.users)
+        ):
             module = SparseLinear(weight)
             module.slot = "sparse_" + name.replace(".", "_")
             program.add_submodule(module.slot, module)
@@ -191,8 +200,11 @@ def set_routes(program: nn.Module, layers, sparse_everywhere: bool = False) -> N
                 getter, users = node.args[1], list(node.users)
                 fused = users[0] if len(users) == 1 and users[0].target is relu else None
                 with graph.inserting_before(node):
-                    new = graph.call_function(call, (graph.get_attr(module.slot), node.args[0], *node.args[2:3]),
-                                              {"relu": True} if fused is not None else {})
+                    new = graph.call_function(
+                        call,
+                        (graph.get_attr(module.slot), node.args[0], *node.args[2:3]),
+                        {"relu": True} if fused is not None else {},
+                    )
                 (fused or node).replace_all_uses_with(new)
                 for old in (fused, node):
                     if old is not None:

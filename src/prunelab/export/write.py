@@ -49,25 +49,44 @@ class ExportInfo:
     def of(cls, module: ExportModule) -> ExportInfo:
         """The info of a loaded export (``load_export``)."""
         path = Path(module.path)
-        return cls(path, module.format, path.stat().st_size, module.input_shape, dict(module.storage),
-                   module.kernels, module.kernel_times, str(module.device))
+        return cls(
+            path,
+            module.format,
+            path.stat().st_size,
+            module.input_shape,
+            dict(module.storage),
+            module.kernels,
+            module.kernel_times,
+            str(module.device),
+        )
 
 
 def _layers(model: nn.Module) -> dict[str, nn.Module]:
     """Every Linear and Conv layer with a weight, by name: the weights the container may compress."""
     from prunelab.pruning.layers import prunable_types
 
-    return {name: m for name, m in model.named_modules()
-            if isinstance(m, prunable_types()) and isinstance(getattr(m, "weight", None), torch.Tensor)}
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, prunable_types()) and isinstance(getattr(m, "weight", None), torch.Tensor)
+    }
 
 
 def _target(path_without_suffix: str | Path, fmt: str) -> Path:
     return Path(str(path_without_suffix) + SUFFIXES[fmt])
 
 
-def export_model(model: nn.Module, input_shape: Sequence[int], path_without_suffix: str | Path, *,
-                 structural: bool, batch_sizes: Sequence[int] = (1, EVAL_BATCH), device: str | torch.device = "cpu",
-                 force: str | None = None, timer: Timer | None = None) -> ExportInfo:
+def export_model(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    path_without_suffix: str | Path,
+    *,
+    structural: bool,
+    batch_sizes: Sequence[int] = (1, EVAL_BATCH),
+    device: str | torch.device = "cpu",
+    force: str | None = None,
+    timer: Timer | None = None,
+) -> ExportInfo:
     """Write ``model``'s export beside ``path_without_suffix`` (+ .pt2 or .sparse) and load it back.
 
     ``structural``: the model was pruned structurally, so it is written as a .pt2 (zeros in it,
@@ -98,8 +117,10 @@ def export_model(model: nn.Module, input_shape: Sequence[int], path_without_suff
             integrity.seal_pt2(tmp, {"format": PT2_FORMAT, "version": VERSION, "input_shape": list(shape)})
     else:
         layers = _layers(prepared)
-        arrays = {name: (s, layers[name].weight.detach(), container.encode(layers[name].weight, s))
-                  for name, s in compressed.items()}
+        arrays = {
+            name: (s, layers[name].weight.detach(), container.encode(layers[name].weight, s))
+            for name, s in compressed.items()
+        }
         data = container.pack(pt2.to_bytes(pt2.trace(prepared, shape, placeholders=compressed)), arrays, shape)
 
         def write(tmp: Path) -> None:
@@ -112,8 +133,16 @@ def export_model(model: nn.Module, input_shape: Sequence[int], path_without_suff
     module.path = target
     _target(path_without_suffix, "pt2" if fmt == "sparse" else "sparse").unlink(missing_ok=True)  # stale
     info = ExportInfo.of(module)  # the file holds only its compressed layers' storage: name every layer's
-    return ExportInfo(info.path, info.format, info.bytes, info.input_shape, storage if fmt == "sparse" else {},
-                      info.kernels, info.kernel_times, info.device)
+    return ExportInfo(
+        info.path,
+        info.format,
+        info.bytes,
+        info.input_shape,
+        storage if fmt == "sparse" else {},
+        info.kernels,
+        info.kernel_times,
+        info.device,
+    )
 
 
 @torch.inference_mode()

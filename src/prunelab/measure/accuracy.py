@@ -21,14 +21,26 @@ def finetune_summary(subject: Subject) -> dict[str, int]:
     return {"finetune_epochs_run": len(subject.fit.history), "finetune_best_epoch": subject.fit.best_epoch}
 
 
-METRICS.add(Metric(
-    "test", "accuracy and mean cross-entropy loss on the test split",
-    (Column("test_accuracy", "fraction of test images classified correctly"),
-     Column("test_loss", "mean cross-entropy on the test split")),
-    scores_on_test))
+METRICS.add(
+    Metric(
+        "test",
+        "accuracy and mean cross-entropy loss on the test split",
+        (
+            Column("test_accuracy", "fraction of test images classified correctly"),
+            Column("test_loss", "mean cross-entropy on the test split"),
+        ),
+        scores_on_test,
+    )
+)
 
-METRICS.add(Metric(
-    "finetune", "epochs fine-tuning ran and the one whose weights were kept",
-    (Column("finetune_epochs_run", "epochs run (early stopping may end sooner)"),
-     Column("finetune_best_epoch", "1-based epoch with the best validation loss, whose weights were kept")),
-    finetune_summary))
+METRICS.add(
+    Metric(
+        "finetune",
+        "epochs fine-tuning ran and the one whose weights were kept",
+        (
+            Column("finetune_epochs_run", "epochs run (early stopping may end sooner)"),
+            Column("finetune_best_epoch", "1-based epoch with the best validation loss, whose weights were kept"),
+        ),
+        finetune_summary,
+    )
+)

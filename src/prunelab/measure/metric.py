@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from prunelab.measure.timing import STAGE, TimingPolicy
 from prunelab.registry import Registry
 
 
@@ -34,7 +35,7 @@ class Subject:
     split: Any = None  # the split accuracy is measured on (always test: no decision looks at it)
     device: Any = "cpu"
     fit: Any = None  # training.FitResult of the fine-tuning that made it
-    # for cost and speed (measure/efficiency.py); each left None is not measured
+    # for cost and speed (measure/cost.py, measure/speed.py); each left None is not measured
     input_shape: Any = None  # one image's (C, H, W); None: the split's
     checkpoint: Any = None  # path of the checkpoint file written for this model
     export: Any = None  # export.ExportInfo of its export
@@ -42,7 +43,15 @@ class Subject:
     optim: Any = None  # the OptimConfig that epoch trains with (batch size, optimiser)
     reference: Any = None  # the dense model it is compared with: timed in the same rounds (speed's dense_*)
     dense_bytes: Any = None  # size of the dense model's export file (cost's export_size_ratio)
-    rounds: int = 7  # timed rounds per side (speed); the sweep, with many models, takes fewer
+    timing: TimingPolicy = STAGE  # how carefully speed times it (measure.timing's presets); the sweep: SWEEP_POINT
+
+    def image_shape(self) -> tuple[int, ...] | None:
+        """One image's shape: ``input_shape``, else the split's; None where neither is known."""
+        if self.input_shape is not None:
+            return tuple(self.input_shape)
+        if self.split is not None:
+            return tuple(self.split.images.shape[1:])
+        return None
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from prunelab.measure.metric import METRICS, Column, Metric, Subject
-from prunelab.pruning.layers import count_params  # noqa: F401  (re-exported: prunelab.measure.parameters.count_params)
+from prunelab.measure.metric import METRICS, Column, Metric
+from prunelab.pruning.layers import count_params  # also re-exported: prunelab.measure.parameters.count_params
 
 if TYPE_CHECKING:
     import torch
@@ -52,13 +52,19 @@ def sparsity_report(model: nn.Module, layers: Mapping[str, nn.Module]) -> dict[s
     }
 
 
-METRICS.add(Metric(
-    "parameters", "parameter counts and achieved sparsity, counted from the weights",
-    (Column("sparsity_prunable", "zeros / size over the prunable weights (achieved, not requested)"),
-     Column("sparsity_all", "zeros / size over every parameter"),
-     Column("params", "parameters (a filter- or physically unit-pruned model has fewer)"),
-     Column("nonzero_params", "parameters that are not zero"),
-     Column("compression_ratio", "params / nonzero_params"),
-     Column("prunable_params", "weights of the prunable layers", table=False),
-     Column("prunable_zeros", "zero weights of the prunable layers", table=False)),
-    lambda s: sparsity_report(s.model, s.layers)))
+METRICS.add(
+    Metric(
+        "parameters",
+        "parameter counts and achieved sparsity, counted from the weights",
+        (
+            Column("sparsity_prunable", "zeros / size over the prunable weights (achieved, not requested)"),
+            Column("sparsity_all", "zeros / size over every parameter"),
+            Column("params", "parameters (a filter- or physically unit-pruned model has fewer)"),
+            Column("nonzero_params", "parameters that are not zero"),
+            Column("compression_ratio", "params / nonzero_params"),
+            Column("prunable_params", "weights of the prunable layers", table=False),
+            Column("prunable_zeros", "zero weights of the prunable layers", table=False),
+        ),
+        lambda s: sparsity_report(s.model, s.layers),
+    )
+)

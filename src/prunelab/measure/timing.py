@@ -1,22 +1,93 @@
-"""Timing on any device: side-by-side, interleaved, synchronised; the device a name means.
+"""Timing on any device: side-by-side, interleaved, synchronised; how carefully to time; the device a name means.
 
 Below both ``measure`` (which times models) and ``export`` (which times kernels to choose
 one). Importing this module imports no torch.
+
+How carefully each caller times is one ``TimingPolicy`` preset here, and nowhere else:
+
+==================  ======  ======  ============  =====  ==============================================
+preset              rounds  warmup  min_sample_s  max_s  who times with it
+==================  ======  ======  ============  =====  ==============================================
+``STAGE``           7       2       0.02          5.0    a stage's model (and export) against the dense one
+``QUICK``           3       2       0.02          5.0    the same under PRUNELAB_TIMING=quick (tests, CI)
+``SWEEP_POINT``     3       2       0.02          5.0    each sweep point against the dense one
+``KERNELS``         7       2       0.02          1.0    choosing a sparse layer's kernel (``export.default_timer``)
+``QUICK_KERNELS``   5       2       0.01          0.5    the same quickly (``export.quick_timer``): every sweep
+                                                         point's export, and every export under quick
+``BENCH``           31      2       0.02          none   ``bench/efficiency.py`` (``--rounds`` overrides)
+``DEFAULT``         7       2       0.02          none   ``interleaved``'s and ``compare_latency``'s defaults
+==================  ======  ======  ============  =====  ==============================================
+
+``active_policy(use)`` is the stages' choice: PRUNELAB_TIMING (``full``, the default, or
+``quick``) picks the preset for comparing models (``"compare"``) or choosing kernels
+(``"kernels"``). An environment variable, not a param: it changes only the timings files,
+never an exact output, so it must not make DVC rerun a stage.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from prunelab.errors import PrunelabError
+
 if TYPE_CHECKING:
     import torch
 
 MIN_SAMPLE_S = 0.02  # a timed sample is at least this long: a fast forward is repeated
+
+
+@dataclass(frozen=True)
+class TimingPolicy:
+    """How carefully to time: ``warmup`` untimed calls per side, then up to ``rounds`` rounds of
+    one sample per side, each sample at least ``min_sample_s`` long; with ``max_s``, rounds stop
+    once that many seconds have passed (after at least 3)."""
+
+    rounds: int
+    warmup: int = 2
+    min_sample_s: float = MIN_SAMPLE_S
+    max_s: float | None = None
+
+    def interleaved_args(self) -> dict[str, Any]:
+        """The keyword arguments of ``interleaved`` this policy sets."""
+        return {"rounds": self.rounds, "warmup": self.warmup, "min_sample_s": self.min_sample_s, "max_s": self.max_s}
+
+
+STAGE = TimingPolicy(rounds=7, warmup=2, min_sample_s=MIN_SAMPLE_S, max_s=5.0)
+QUICK = TimingPolicy(rounds=3, warmup=2, min_sample_s=MIN_SAMPLE_S, max_s=5.0)
+SWEEP_POINT = TimingPolicy(rounds=3, warmup=2, min_sample_s=MIN_SAMPLE_S, max_s=5.0)  # many models: fewer rounds
+KERNELS = TimingPolicy(rounds=7, warmup=2, min_sample_s=MIN_SAMPLE_S, max_s=1.0)
+QUICK_KERNELS = TimingPolicy(rounds=5, warmup=2, min_sample_s=0.01, max_s=0.5)  # about 0.2 s per layer and batch
+BENCH = TimingPolicy(rounds=31, warmup=2, min_sample_s=MIN_SAMPLE_S, max_s=None)
+DEFAULT = TimingPolicy(rounds=7, warmup=2, min_sample_s=MIN_SAMPLE_S, max_s=None)
+
+TIMING_ENV = "PRUNELAB_TIMING"  # full (default) | quick: fewer, shorter timing rounds (CI, smoke runs)
+MODES: dict[str, dict[str, TimingPolicy]] = {  # PRUNELAB_TIMING -> the stages' preset per use
+    "full": {"compare": STAGE, "kernels": KERNELS},
+    "quick": {"compare": QUICK, "kernels": QUICK_KERNELS},
+}
+
+
+def timing_mode() -> str:
+    """``full`` unless PRUNELAB_TIMING says ``quick``; any other value is a one-line PrunelabError."""
+    mode = os.environ.get(TIMING_ENV, "full") or "full"
+    if mode not in MODES:
+        raise PrunelabError(f"{TIMING_ENV}={mode!r}: expected one of {', '.join(MODES)}")
+    return mode
+
+
+def active_policy(use: str = "compare") -> TimingPolicy:
+    """The stages' preset for ``use`` ("compare": a model against the dense one; "kernels":
+    choosing an export's kernels) under PRUNELAB_TIMING."""
+    presets = MODES[timing_mode()]
+    if use not in presets:
+        raise ValueError(f"use={use!r}: expected one of {', '.join(presets)}")
+    return presets[use]
 
 
 def device_of(name: Any) -> torch.device:
@@ -34,7 +105,7 @@ def device_of(name: Any) -> torch.device:
     return torch.device(text) if text.startswith("cuda") else device
 
 
-def _sync(device: torch.device) -> Callable[[], None]:
+def synchronizer(device: torch.device) -> Callable[[], None]:
     import torch
 
     return (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -61,22 +132,36 @@ class Timing:
         return q3 - q1
 
     @property
+    def spread(self) -> float:
+        """The interquartile range relative to the median (0 for a median of 0)."""
+        return self.iqr / self.median if self.median > 0 else 0.0
+
+    @property
     def throughput(self) -> float:
         """Images per second at the median."""
         return self.batch / self.median
 
 
-def interleaved(runs: Mapping[str, Callable[[], Any]], *, device: Any = "cpu", rounds: int = 7, warmup: int = 2,
-                batch: int = 1, min_sample_s: float = MIN_SAMPLE_S, max_s: float | None = None) -> dict[str, Timing]:
+def interleaved(
+    runs: Mapping[str, Callable[[], Any]],
+    *,
+    device: Any = "cpu",
+    rounds: int = DEFAULT.rounds,
+    warmup: int = DEFAULT.warmup,
+    batch: int = 1,
+    min_sample_s: float = DEFAULT.min_sample_s,
+    max_s: float | None = DEFAULT.max_s,
+) -> dict[str, Timing]:
     """Time each of ``runs`` side by side: warm-up, then ``rounds`` rounds of one sample each, in turn.
 
     With ``max_s``, rounds stop once that many seconds have passed (after at least 3): a
-    slow call (a big layer at a big batch) gets fewer samples, not minutes.
+    slow call (a big layer at a big batch) gets fewer samples, not minutes. Callers pass a
+    preset's numbers: ``interleaved(runs, **policy.interleaved_args())``.
     """
     import torch
 
     device = torch.device(device)
-    sync = _sync(device)
+    sync = synchronizer(device)
     for _ in range(warmup):
         for run in runs.values():
             run()
@@ -93,7 +178,7 @@ def interleaved(runs: Mapping[str, Callable[[], Any]], *, device: Any = "cpu", r
     for r in range(rounds):
         if max_s is not None and r >= 3 and time.perf_counter() - began > max_s:
             break
-        for name in (names if r % 2 == 0 else names[::-1]):  # drift hits every side alike
+        for name in names if r % 2 == 0 else names[::-1]:  # drift hits every side alike
             run, n = runs[name], calls[name]
             if n > 1:  # untimed: the caches held the other side's weights, a cold call is not its speed
                 run()  # (a call long enough alone, n == 1, outgrows the caches: warming them is moot)

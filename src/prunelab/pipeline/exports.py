@@ -21,46 +21,55 @@ from typing import Any
 
 from prunelab import atomic, paths
 from prunelab.errors import PrunelabError
+from prunelab.measure.timing import QUICK_KERNELS, SWEEP_POINT, TimingPolicy, active_policy, device_of
+
+TIMINGS = ("full", "quick", "none")  # write_export's choices of how the export's kernels are chosen
 
 
-TIMINGS = ("full", "quick", "none")
-TIMING_ENV = "PRUNELAB_TIMING"  # full (default) | quick: fewer, shorter timing rounds (CI, smoke runs)
-ROUNDS = {"full": 7, "quick": 3}  # timed rounds per side of a model comparison
+def kernel_timer(device: Any = "cpu", policy: TimingPolicy | None = None) -> Any:
+    """The export's kernel timer (``export.kernels.default_timer``) with ``policy``'s numbers: by
+    default the stages' preset for kernels under PRUNELAB_TIMING (``timing.active_policy``)."""
+    from prunelab.export.kernels import default_timer
+
+    policy = policy or active_policy("kernels")
+    return default_timer(device_of(device), rounds=policy.rounds, max_s=policy.max_s, min_sample_s=policy.min_sample_s)
 
 
-def timing_mode() -> str:
-    """How carefully the stages time models: ``full`` unless PRUNELAB_TIMING says ``quick``.
-
-    An environment variable, not a param: it changes only the timings files, never an exact
-    output, so it must not make DVC rerun a stage.
-    """
-    mode = os.environ.get(TIMING_ENV, "full") or "full"
-    if mode not in ROUNDS:
-        raise PrunelabError(f"{TIMING_ENV}={mode!r}: expected one of {', '.join(ROUNDS)}")
-    return mode
-
-
-def write_export(model: Any, input_shape: tuple[int, ...], stem: Path, *, device: Any = "cpu",
-                 timing: str = "full", dense: bool = False) -> Any:
+def write_export(
+    model: Any,
+    input_shape: tuple[int, ...],
+    stem: Path,
+    *,
+    device: Any = "cpu",
+    timing: str = "full",
+    dense: bool = False,
+) -> Any:
     """Export ``model`` as ``stem`` + .pt2 or .sparse (its folder created; the other format's file removed).
 
     The format is chosen from the weights: a .sparse where any layer is smaller stored
     sparse (mask pruning), else a .pt2 (dense, or structurally smaller); ``dense``: a .pt2
     whatever the weights (the dense baseline's file has a fixed name). The export is loaded
     back and checked against the model either way; ``timing`` says how its kernels are
-    chosen for the returned info: measured ("full"), from fewer, shorter timings
-    ("quick": the sweep exports every point), or not at all ("none": dense, for a stage
-    that only writes the file; kernels are measured where the export is loaded to run).
+    chosen for the returned info: measured ("full": ``timing.KERNELS``), from fewer, shorter
+    timings ("quick": ``timing.QUICK_KERNELS``; the sweep exports every point), or not at all
+    ("none": dense, for a stage that only writes the file; kernels are measured where the
+    export is loaded to run).
     """
-    from prunelab.export import export_model, quick_timer
+    from prunelab.export import export_model
 
     if timing not in TIMINGS:
         raise ValueError(f"timing={timing!r}: expected one of {TIMINGS}")
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
-    return export_model(model, input_shape, stem, structural=dense, device=device,
-                        timer=quick_timer(device) if timing == "quick" else None,
-                        force="dense" if timing == "none" else None)
+    return export_model(
+        model,
+        input_shape,
+        stem,
+        structural=dense,
+        device=device,
+        timer=kernel_timer(device, QUICK_KERNELS) if timing == "quick" else None,
+        force="dense" if timing == "none" else None,
+    )
 
 
 def find_export(folder: Path) -> Path:
@@ -68,38 +77,44 @@ def find_export(folder: Path) -> Path:
     from prunelab.export import SUFFIXES
 
     folder = Path(folder)
-    found = [folder / f"{paths.EXPORT_STEM}{suffix}" for suffix in SUFFIXES.values()
-             if (folder / f"{paths.EXPORT_STEM}{suffix}").exists()]
+    found = [
+        folder / f"{paths.EXPORT_STEM}{suffix}"
+        for suffix in SUFFIXES.values()
+        if (folder / f"{paths.EXPORT_STEM}{suffix}").exists()
+    ]
     if len(found) != 1:
         what = "no export" if not found else f"{len(found)} exports"
-        raise PrunelabError(f"{folder} holds {what} (expected {paths.EXPORT_STEM}.pt2 or "
-                            f"{paths.EXPORT_STEM}.sparse); {atomic.rerun_hint(folder / paths.EXPORT_STEM)}")
+        raise PrunelabError(
+            f"{folder} holds {what} (expected {paths.EXPORT_STEM}.pt2 or "
+            f"{paths.EXPORT_STEM}.sparse); {atomic.rerun_hint(folder / paths.EXPORT_STEM)}"
+        )
     return found[0]
 
 
 def open_export(path: Path, *, device: Any = "cpu") -> Any:
-    """An ``ExportInfo`` of the export file at ``path``, verified whole and its kernels measured here."""
-    from prunelab.export import ExportInfo, load_export, quick_timer
+    """An ``ExportInfo`` of the export file at ``path``, verified whole and its kernels measured here
+    (with the stages' preset for kernels under PRUNELAB_TIMING)."""
+    from prunelab.export import ExportInfo, load_export
 
-    timer = quick_timer(device) if timing_mode() == "quick" else None
-    return ExportInfo.of(load_export(path, device=device, timer=timer))
+    return ExportInfo.of(load_export(path, device=device, timer=kernel_timer(device)))
 
 
-def measure(model: Any, input_shape: tuple[int, ...], *, device: Any = "cpu", prefix: str = "",
-            **known: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def measure(
+    model: Any, input_shape: tuple[int, ...], *, device: Any = "cpu", prefix: str = "", **known: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(cost, speed) of ``model`` (moved to ``device``): exact counts and timings, each key with ``prefix``.
 
     ``known``: what else the measurement uses (``measure.Subject``'s fields: checkpoint,
-    export, reference, dense_bytes, train, optim, fit, rounds).
+    export, reference, dense_bytes, train, optim, fit, timing); ``timing`` defaults to the
+    stages' preset for comparisons under PRUNELAB_TIMING (``timing.active_policy``).
     """
     from prunelab.measure import METRICS, Subject
-    from prunelab.measure.timing import device_of
 
     device = device_of(device)  # the train.device error where it is not there
     model.to(device)  # models are moved in place, as training moves them
     if known.get("reference") is not None:
         known["reference"].to(device)
-    known.setdefault("rounds", ROUNDS[timing_mode()])
+    known.setdefault("timing", active_policy("compare"))
     subject = Subject(model, device=device, input_shape=input_shape, **known)
     return METRICS.get("cost")(subject, prefix), METRICS.get("speed")(subject, prefix)
 
@@ -108,8 +123,13 @@ def machine(device: Any = "cpu") -> dict[str, Any]:
     """What timings depend on: the processor, threads, device and the load when they were taken."""
     import torch
 
-    info: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-                            "processor": _processor(), "torch": torch.__version__}
+    info: dict[str, Any] = {
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "processor": _processor(),
+        "torch": torch.__version__,
+    }
     try:
         info["load_average_1m"] = round(os.getloadavg()[0], 2)
     except OSError:
@@ -140,13 +160,13 @@ class SweepMeasure:
 
     A point's model is written as the pipeline would write it (its checkpoint, with its
     masks, and its export) into a temporary folder, measured against the dense baseline
-    in the same rounds, and deleted: sizes are of real files, nothing stays behind.
+    in the same rounds (``timing.SWEEP_POINT``), and deleted: sizes are of real files, nothing stays behind.
     Called with the point's final model: fine-tuned where the sweep fine-tunes; the
     one-shot model has the same mask, so the same export size and kernels.
     """
 
-    def __init__(self, base: Any, seed: int, device: Any, test: Any = None, rounds: int = 3):
-        self.base, self.device, self.test, self.rounds = base, device, test, rounds
+    def __init__(self, base: Any, seed: int, device: Any, test: Any = None, timing: TimingPolicy = SWEEP_POINT):
+        self.base, self.device, self.test, self.timing = base, device, test, timing
         self.dense_bytes = paths.baseline_export(seed).stat().st_size
         self.timings: list[dict[str, Any]] = []
 
@@ -157,20 +177,32 @@ class SweepMeasure:
 
         base = self.base
         with tempfile.TemporaryDirectory(prefix="prunelab-point-") as tmp:
-            saved = checkpoint.save(Path(tmp) / "point.pt", checkpoint.Checkpoint(
-                model, base.model_cfg, base.input_shape, base.num_classes, dict(masks)))
-            export = write_export(model, base.input_shape, Path(tmp) / paths.EXPORT_STEM, device=self.device,
-                                  timing="quick")
-            cost, speed = measure(model, base.input_shape, device=self.device, checkpoint=saved, export=export,
-                                  reference=base.model, dense_bytes=self.dense_bytes, fit=result, rounds=self.rounds,
-                                  split=self.test)
+            saved = checkpoint.save(
+                Path(tmp) / "point.pt",
+                checkpoint.Checkpoint(model, base.model_cfg, base.input_shape, base.num_classes, dict(masks)),
+            )
+            export = write_export(
+                model, base.input_shape, Path(tmp) / paths.EXPORT_STEM, device=self.device, timing="quick"
+            )
+            cost, speed = measure(
+                model,
+                base.input_shape,
+                device=self.device,
+                checkpoint=saved,
+                export=export,
+                reference=base.model,
+                dense_bytes=self.dense_bytes,
+                fit=result,
+                timing=self.timing,
+                split=self.test,
+            )
         self.timings.append({k: point[k] for k in ("method", "seed", "sparsity")} | speed)
         return cost
 
     def write(self, path: Path, data: Any, optim: Any, **identity: Any) -> dict[str, Any]:
         """Write the points' timings to ``path``, with one training epoch of the dense baseline
         (to set against the points' fine-tuning epochs) where ``optim`` is given; return that epoch's."""
-        from prunelab.measure.efficiency import train_epoch_cost
+        from prunelab.measure.epoch import train_epoch_cost
 
         dense = {}
         if optim is not None:
