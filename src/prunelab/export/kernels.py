@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from prunelab.export import sparse
 from prunelab.measure.timing import KERNELS, QUICK_KERNELS  # how carefully kernels are timed: the one timing policy
-
-if TYPE_CHECKING:
-    from prunelab.export.load import ExportModule
 
 WHOLE = "<whole model>"  # kernel_times' entry for the forward pass with the chosen kernels against all-dense
 SPARSE_WINS = 0.95  # the dense kernel gives way only to one measured at least 5 % faster: noise does not flip it
@@ -32,7 +29,7 @@ Kernels = dict[int, dict[str, str]]  # batch size -> {layer: "dense", "sparse" o
 
 
 def choose_kernels(
-    module: ExportModule,
+    module: Any,  # an export.load.ExportModule (which calls this: no import back)
     batch_sizes: Sequence[int],
     *,
     force: str | None = None,
@@ -78,7 +75,7 @@ def choose_kernels(
 
 
 @torch.inference_mode()
-def _check_whole(module: ExportModule, batch_sizes: Sequence[int], timer: Timer) -> None:
+def _check_whole(module: Any, batch_sizes: Sequence[int], timer: Timer) -> None:
     """Where layers chose sparse kernels by measurement, time the whole forward pass with
     them against all-dense; where they do not win together, the batch size runs dense.
 
