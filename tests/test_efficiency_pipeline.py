@@ -168,9 +168,9 @@ def test_each_preset_keeps_its_callers_numbers():
     P = policies.TimingPolicy
     assert policies.STAGE == P(rounds=7, warmup=2, min_sample_s=0.02, max_s=5.0)
     assert policies.QUICK == P(rounds=3, warmup=2, min_sample_s=0.02, max_s=5.0)
-    assert policies.SWEEP_POINT == P(rounds=3, warmup=2, min_sample_s=0.02, max_s=5.0)
+    assert policies.SWEEP_POINT == P(rounds=3, warmup=1, min_sample_s=0.01, max_s=2.0)
     assert policies.KERNELS == P(rounds=7, warmup=2, min_sample_s=0.02, max_s=1.0)
-    assert policies.QUICK_KERNELS == P(rounds=5, warmup=2, min_sample_s=0.01, max_s=0.5)
+    assert policies.QUICK_KERNELS == P(rounds=3, warmup=1, min_sample_s=0.005, max_s=0.25)
     assert policies.BENCH == P(rounds=31, warmup=2, min_sample_s=0.02, max_s=None)
     assert policies.DEFAULT == P(rounds=7, warmup=2, min_sample_s=0.02, max_s=None)
     with pytest.raises(FrozenInstanceError):
@@ -196,9 +196,8 @@ def test_every_caller_times_with_its_preset(tiny_model, monkeypatch):
     monkeypatch.setattr(latency, "interleaved", record)  # what compare_latency calls
     run = {"dense": lambda: None}
 
-    def numbers(policy, warmup=True):
-        out = policy.interleaved_args()
-        return out if warmup else {k: v for k, v in out.items() if k != "warmup"}
+    def numbers(policy):
+        return policy.interleaved_args()
 
     kernels.default_timer(torch.device("cpu"))("layer", 1, run)
     quick_timer("cpu")("layer", 1, run)
@@ -207,12 +206,11 @@ def test_every_caller_times_with_its_preset(tiny_model, monkeypatch):
     monkeypatch.setenv(policies.TIMING_ENV, "quick")
     exports.kernel_timer("cpu")("layer", 1, run)
     latency.compare_latency({"m": tiny_model}, (1, 8, 8), 1, policy=policies.SWEEP_POINT)
-    # the export's timers leave warm-up to interleaved's default (DEFAULT.warmup, the same 2)
     assert calls == [
-        numbers(policies.KERNELS, False),
-        numbers(policies.QUICK_KERNELS, False),
-        numbers(policies.KERNELS, False),
-        numbers(policies.QUICK_KERNELS, False),
+        numbers(policies.KERNELS),
+        numbers(policies.QUICK_KERNELS),
+        numbers(policies.KERNELS),
+        numbers(policies.QUICK_KERNELS),
         numbers(policies.SWEEP_POINT),
     ]
 

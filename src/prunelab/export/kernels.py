@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from prunelab.export import sparse
-from prunelab.measure.timing import KERNELS, QUICK_KERNELS  # how carefully kernels are timed: the one timing policy
+from prunelab.measure.timing import KERNELS, QUICK_KERNELS, TimingPolicy  # the one timing policy
 
 WHOLE = "<whole model>"  # kernel_times' entry for the forward pass with the chosen kernels against all-dense
 SPARSE_WINS = 0.95  # the dense kernel gives way only to one measured at least 5 % faster: noise does not flip it
@@ -120,10 +120,9 @@ def fastest(times: Mapping[str, float]) -> str:
     return other if other is not None and times[other] < SPARSE_WINS * dense else sparse.DENSE_KERNEL
 
 
-def default_timer(
-    device: torch.device, rounds: int = KERNELS.rounds, max_s: float = KERNELS.max_s, min_sample_s: float | None = None
-) -> Timer:
-    """Median seconds per call of each kernel, interleaved (``prunelab.measure.timing.interleaved``).
+def default_timer(device: torch.device, policy: TimingPolicy = KERNELS) -> Timer:
+    """Median seconds per call of each kernel, interleaved (``prunelab.measure.timing.interleaved``),
+    as carefully as ``policy`` says.
 
     The pipeline's sweep, which exports every point, takes fewer and shorter samples
     (``quick_timer``); the 5 % margin a sparse kernel must win by (``SPARSE_WINS``) keeps
@@ -131,25 +130,15 @@ def default_timer(
     """
     from prunelab.measure.timing import interleaved
 
-    sample = KERNELS.min_sample_s if min_sample_s is None else min_sample_s
-
     def timer(layer: str, batch: int, runs: Mapping[str, Callable[[], Any]]) -> dict[str, float]:
         with torch.inference_mode():
-            return {
-                k: t.median
-                for k, t in interleaved(runs, device=device, rounds=rounds, max_s=max_s, min_sample_s=sample).items()
-            }
+            return {k: t.median for k, t in interleaved(runs, device=device, **policy.interleaved_args()).items()}
 
     return timer
 
 
 def quick_timer(device: str | torch.device = "cpu") -> Timer:
-    """``default_timer`` with 5 rounds of samples of at least 10 ms: about 0.2 s per layer and batch size."""
+    """``default_timer`` with the ``QUICK_KERNELS`` preset (every sweep point's export)."""
     from prunelab.measure.timing import device_of
 
-    return default_timer(
-        device_of(device),
-        rounds=QUICK_KERNELS.rounds,
-        max_s=QUICK_KERNELS.max_s,
-        min_sample_s=QUICK_KERNELS.min_sample_s,
-    )
+    return default_timer(device_of(device), QUICK_KERNELS)

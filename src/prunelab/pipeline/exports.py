@@ -32,7 +32,7 @@ def kernel_timer(device: Any = "cpu", policy: TimingPolicy | None = None) -> Any
     from prunelab.export.kernels import default_timer
 
     policy = policy or active_policy("kernels")
-    return default_timer(device_of(device), rounds=policy.rounds, max_s=policy.max_s, min_sample_s=policy.min_sample_s)
+    return default_timer(device_of(device), policy)
 
 
 def write_export(
