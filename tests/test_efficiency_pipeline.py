@@ -83,15 +83,15 @@ def test_timings_taken_under_load_claim_no_speed_and_are_drawn_hollow():
     points = [point("unit", s, 0.5, 0.95, 500) for s in (0, 1)]
     rows = report.join(points, [timing("unit", 0, 0.5, 1.0), timing("unit", 1, 0.5, 0.2) | {"noisy": True}])
     out = report.summary(rows, baseline_accuracy=0.95, tolerance=0.01)["unit"]
-    assert out["finetuned_speedup_b1"] == 2.0 and "finetuned_timed_under_load" not in out
+    assert out["finetuned_speedup_b1"] == 2.0 and "finetuned_noisy_timing" not in out
     tuned = report.curves(rows)[1]
-    assert tuned["latency_b1_ms"] == 1.0 and tuned["speedup_b1"] == 2.0 and tuned["timed_under_load"] == 0
+    assert tuned["latency_b1_ms"] == 1.0 and tuned["speedup_b1"] == 2.0 and tuned["noisy_timing"] == 0
     # every seed under load: the point still has a place on the curve, hollow, and the summary claims no speed
     rows = [r | {"noisy": True} for r in rows]
     out = report.summary(rows, baseline_accuracy=0.95, tolerance=0.01)["unit"]
-    assert "finetuned_speedup_b1" not in out and out["finetuned_timed_under_load"] is True
+    assert "finetuned_speedup_b1" not in out and out["finetuned_noisy_timing"] is True
     assert out["finetuned_export_size_ratio"] == 0.5  # a count: load does not touch it
-    assert report.curves(rows)[1]["timed_under_load"] == 1
+    assert report.curves(rows)[1]["noisy_timing"] == 1
 
 
 def test_stale_or_missing_timings_are_refused(tmp_path):

@@ -76,5 +76,5 @@ EFFICIENCY_CURVE_COLUMNS = [
     "speedup_eval",
     "dense_latency_b1_ms",
     "seeds",
-    "timed_under_load",
+    "noisy_timing",
 ]

@@ -77,12 +77,12 @@ def _run(row: Mapping[str, Any], what: str) -> Any:
 
 
 def quiet(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The rows timed on a machine no busier than its cores (``noisy`` false). Where every one was
-    timed under load, all of them: the curve still shows where the point lies, drawn hollow."""
+    """The rows whose timings are not ``noisy`` (taken under load, or too spread: ``measure.load``).
+    Where every one is noisy, all of them: the curve still shows where the point lies, drawn hollow."""
     return [r for r in rows if not r.get("noisy")] or list(rows)
 
 
-def _under_load(at: Sequence[Mapping[str, Any]]) -> bool:
+def _all_noisy(at: Sequence[Mapping[str, Any]]) -> bool:
     return bool(at) and all(r.get("noisy") for r in at)
 
 
@@ -113,16 +113,16 @@ CURVE_VALUES: dict[str, CurveValue] = {
     "speedup_eval": lambda at, regime: mean_of(quiet(at), "speedup_eval")[0],
     "dense_latency_b1_ms": lambda at, regime: mean_of(quiet(at), "dense_latency_b1_ms")[0],
     "seeds": lambda at, regime: len(at),
-    # 1 where every seed's timing at k was taken under load: drawn hollow, it claims no speed
-    "timed_under_load": lambda at, regime: int(_under_load(at)),
+    # 1 where every seed's timing at k is noisy: drawn hollow, it claims no speed
+    "noisy_timing": lambda at, regime: int(_all_noisy(at)),
 }
 # what pruning buys for free, at the largest k where accuracy holds: the size ratio (a count), and
-# speed-ups from timings taken on a quiet machine only (none claimed where every seed's was under load)
+# speed-ups from timings that are not noisy only (none claimed where every seed's is)
 AT_HOLDS: dict[str, Callable[[Sequence[Mapping[str, Any]]], Any]] = {
     "export_size_ratio": lambda at: mean_of(at, "export_size_ratio")[0],
     "speedup_b1": _quiet_mean("speedup_b1"),
     "speedup_eval": _quiet_mean("speedup_eval"),
-    "timed_under_load": lambda at: True if _under_load(at) else None,
+    "noisy_timing": lambda at: True if _all_noisy(at) else None,
 }
 
 

@@ -135,8 +135,8 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
                     ax.errorbar(
                         xs, ys, xerr=[r["latency_b1_ms_std"] for r in pts], fmt="none", ecolor=colour, alpha=0.5, lw=1
                     )
-                # hollow: timed under load (the machine busier than its cores), so the speed is not a result
-                hollow = [timed and bool(r.get("timed_under_load")) for r in pts]
+                # hollow: a noisy timing (other processes ran on our cores, or its samples spread), not a result
+                hollow = [timed and bool(r.get("noisy_timing")) for r in pts]
                 ax.scatter(
                     xs,
                     ys,
@@ -153,9 +153,9 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
         ax.grid(True, which="both", alpha=0.3)
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
     seeds = max((r["seeds"] for r in rows), default=1)
-    handles, labels = axes[0].get_legend_handles_labels()
+    handles, labels = axes[-1].get_legend_handles_labels()  # the size panel draws lines: visible keys
     # below the panels: inside one it would hide the high-k points, which sit bottom left
-    under_load = any(r.get("timed_under_load") for r in rows)
+    noisy = any(r.get("noisy_timing") for r in rows)
     fig.legend(
         handles,
         labels,
@@ -164,7 +164,7 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
         fontsize=9,
         title="marker size: k"
         + (f"; mean of {seeds} seeds" if seeds > 1 else "")
-        + ("; hollow: timed under load, not a result" if under_load else ""),
+        + ("; hollow: a noisy timing (machine busy or samples spread), not a result" if noisy else ""),
         title_fontsize=9,
     )
     fig.suptitle(title)
