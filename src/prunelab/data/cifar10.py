@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunelab.data import DATASETS, safe_pickle
+from prunelab.data import safe_pickle
+from prunelab.data.catalog import DATASETS
 from prunelab.data.download import verify_bytes
 from prunelab.data.sources import RemoteFile, Source, download_all, local_root
 from prunelab.data.spec import DataSpec, Split

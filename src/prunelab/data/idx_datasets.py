@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prunelab.data import DATASETS
+from prunelab.data.catalog import DATASETS
 from prunelab.data.idx import read_idx
 from prunelab.data.sources import RemoteFile, Source, download_all, local_file, local_root
 from prunelab.data.spec import DataSpec, Split

@@ -11,7 +11,7 @@ must end up in all three parts: with the default fractions (0.1, 0.2) that takes
 
 from __future__ import annotations
 
-from prunelab.data import DATASETS
+from prunelab.data.catalog import DATASETS
 from prunelab.data.images import build_spec, folder_classes
 from prunelab.data.sources import local_root
 from prunelab.data.spec import DataSpec

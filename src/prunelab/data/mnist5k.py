@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from prunelab.data import DATASETS
+from prunelab.data.catalog import DATASETS
 from prunelab.data.spec import DataSpec, Split
 from prunelab.data.split import stratified_split
 

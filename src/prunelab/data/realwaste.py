@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from prunelab.data import DATASETS
+from prunelab.data.catalog import DATASETS
 from prunelab.data.download import verify
 from prunelab.data.images import Entry, ZipEntry, build_spec, is_image, list_images, open_zip
 from prunelab.data.sources import RemoteFile, Source, download_all, find, local_root

@@ -5,68 +5,9 @@ itself (``Standardize``), so a checkpoint is usable without knowing the dataset'
 statistics. Register a new family with one import line below.
 """
 
-from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
-
-from torch import nn
-
-from prunelab.config import ModelConfig, check_choice, section
-from prunelab.models.common import Standardize
-from prunelab.registry import Registry
-
-MODELS: Registry = Registry("model")
-
-from prunelab.models import cnn as _cnn  # noqa: E402,F401  (registers mnist_cnn, cifar_cnn)
-from prunelab.models import mlp as _mlp  # noqa: E402,F401  (registers mlp)
-from prunelab.models import torchvision_models as _tv  # noqa: E402,F401  (registers vgg16, vgg16_bn, resnet101)
-
-
-def model_config(params: Mapping[str, Any]) -> ModelConfig:
-    """The model section of ``params``, validated, its name checked against the registered models."""
-    cfg = section(params, ModelConfig)
-    check_choice(cfg.key("name"), cfg.name, MODELS.names())
-    return cfg
-
-
-def check_input_size(cfg: ModelConfig, input_shape: tuple[int, int, int], num_classes: int) -> None:
-    """Raise ConfigError if ``cfg.name`` cannot process ``input_shape``: a dry run on PyTorch's
-    meta device (shapes only: no memory, no arithmetic, no weights downloaded)."""
-    import dataclasses
-
-    import torch
-
-    from prunelab.errors import ConfigError
-
-    def runs(shape) -> bool:
-        with torch.device("meta"):
-            probe = MODELS.get(cfg.name)(dataclasses.replace(cfg, pretrained=False), shape, num_classes).eval()
-            try:
-                probe(torch.empty(1, *shape))
-            except (RuntimeError, ValueError):  # "output size is too small" and the like
-                return False
-        return True
-
-    if not runs(input_shape):
-        size = next(s for s in (2**i for i in range(3, 12)) if runs((input_shape[0], s, s)))
-        raise ConfigError(
-            "data.image_size",
-            input_shape[1],
-            f"an input of at least {size}x{size} pixels for model {cfg.name!r} "
-            f"(the dataset gives {input_shape[1]}x{input_shape[2]})",
-        )
-
-
-def build_for(cfg: ModelConfig, spec) -> nn.Module:
-    """Build ``cfg.name`` shaped for the dataset ``spec``, with its normalisation statistics set."""
-    check_input_size(cfg, spec.input_shape, spec.num_classes)
-    model = MODELS.get(cfg.name)(cfg, spec.input_shape, spec.num_classes)
-    mean, std = spec.normalisation()
-    for module in model.modules():
-        if isinstance(module, Standardize):
-            module.set_statistics(mean, std)
-    return model
-
+from prunelab.models import cnn as _cnn  # noqa: F401  (registers mnist_cnn, cifar_cnn)
+from prunelab.models import mlp as _mlp  # noqa: F401  (registers mlp)
+from prunelab.models import torchvision_models as _tv  # noqa: F401  (registers vgg16, vgg16_bn, resnet101)
+from prunelab.models.catalog import MODELS, build_for, check_input_size, model_config
 
 __all__ = ["MODELS", "build_for", "check_input_size", "model_config"]

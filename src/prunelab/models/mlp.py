@@ -12,7 +12,7 @@ from collections import OrderedDict
 
 from torch import nn
 
-from prunelab.models import MODELS
+from prunelab.models.catalog import MODELS
 from prunelab.models.common import Standardize
 
 

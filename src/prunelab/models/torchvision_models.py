@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from prunelab.errors import PrunelabError
-from prunelab.models import MODELS
+from prunelab.models.catalog import MODELS
 from prunelab.models.common import Standardize
 
 
