@@ -201,12 +201,7 @@ def unpack(path: Path, data: bytes) -> tuple[bytes, tuple[int, ...], dict[str, t
     """(program bytes, input shape, dense weights, storage) of a .sparse file, its header checked;
     ``ExportError`` naming it where the header does not describe valid contents."""
     header, payload = integrity.unpack_container(path, data)
-    if header.get("format") != SPARSE_FORMAT or header.get("version") != VERSION:
-        raise refuse(
-            path,
-            f"format {header.get('format')!r} version {header.get('version')!r}, "
-            f"this prunelab reads {SPARSE_FORMAT!r} version {VERSION}",
-        )
+    integrity.check_format(path, header, SPARSE_FORMAT)
     try:
         shape = tuple(int(d) for d in header["input_shape"])
         span = header["program"]

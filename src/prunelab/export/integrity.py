@@ -37,6 +37,7 @@ from typing import Any
 
 from prunelab import atomic
 from prunelab.errors import PrunelabError
+from prunelab.export.formats import VERSION
 
 MAGIC = b"PLSPARSE"
 CONTAINER_VERSION = 1
@@ -54,6 +55,16 @@ class ExportError(PrunelabError):
 def refuse(path: str | Path, problem: str) -> ExportError:
     """The one-line error for a bad export file: the file, what is wrong, what to do."""
     return ExportError(f"{path}: {problem}; {atomic.rerun_hint(path)}")
+
+
+def check_format(path: str | Path, info: Any, expected: str) -> None:
+    """Refuse, naming the file, one of another format or version than this prunelab reads."""
+    if info.get("format") != expected or info.get("version") != VERSION:
+        raise refuse(
+            path,
+            f"format {info.get('format')!r} version {info.get('version')!r}, "
+            f"this prunelab reads {expected!r} version {VERSION}",
+        )
 
 
 def read_bytes(path: str | Path) -> bytes:

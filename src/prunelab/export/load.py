@@ -17,7 +17,7 @@ from torch.utils._pytree import tree_unflatten
 
 from prunelab import atomic
 from prunelab.export import container, integrity, pt2, sparse
-from prunelab.export.formats import PT2_FORMAT, VERSION
+from prunelab.export.formats import PT2_FORMAT
 from prunelab.export.integrity import refuse
 from prunelab.export.kernels import Kernels, Timer, choose_kernels
 from prunelab.train.evaluate import EVAL_BATCH
@@ -134,12 +134,7 @@ def load_export(
     if fmt == "pt2":
         manifest, _ = integrity.read_pt2(path, data)
         info = pt2.info_of(manifest)
-        if info.get("format") != PT2_FORMAT or info.get("version") != VERSION:
-            raise refuse(
-                path,
-                f"format {info.get('format')!r} version {info.get('version')!r}, "
-                f"this prunelab reads {PT2_FORMAT!r} version {VERSION}",
-            )
+        integrity.check_format(path, info, PT2_FORMAT)
         try:
             shape = tuple(int(d) for d in info["input_shape"])
         except (KeyError, TypeError, ValueError):
