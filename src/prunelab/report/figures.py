@@ -28,6 +28,23 @@ X_AXES = {  # x: which curves.csv column, its label
 }
 
 
+def _dense_line(ax: Any, mean: float, std: float) -> None:
+    """The dense baseline: a grey dotted line, and a band of ± 1 std over seeds where there are several."""
+    ax.axhline(mean, color="0.55", lw=1, ls=":", label="dense baseline")
+    if std:
+        ax.axhspan(mean - std, mean + std, color="0.55", alpha=0.12, lw=0)
+
+
+def _save(fig: Any, title: str, path: str | Path) -> Path:
+    """Title the figure and write it atomically as a PNG (a failed write keeps the old file)."""
+    fig.suptitle(title)
+    try:
+        atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
 def sweep_figure(
     rows: list[dict[str, Any]], baseline: dict[str, float], title: str, path: str | Path, x: str = "sparsity"
 ) -> Path:
@@ -41,10 +58,7 @@ def sweep_figure(
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for ax, metric, label in ((axes[0], "accuracy", "test accuracy"), (axes[1], "loss", "test loss")):
-        mean, std = baseline[f"test_{metric}"], baseline.get(f"test_{metric}_std", 0.0)
-        ax.axhline(mean, color="0.55", lw=1, ls=":", label="dense baseline")
-        if std:
-            ax.axhspan(mean - std, mean + std, color="0.55", alpha=0.12, lw=0)
+        _dense_line(ax, baseline[f"test_{metric}"], baseline.get(f"test_{metric}_std", 0.0))
         for regime, regime_label, _ in REGIMES:
             style, marker = STYLES[regime]
             for method in methods:
@@ -78,12 +92,7 @@ def sweep_figure(
         title=f"mean of {seeds} seeds, band ± 1 std" if seeds > 1 else None,
         title_fontsize=9,
     )
-    fig.suptitle(title)
-    try:
-        atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return _save(fig, title, path)
 
 
 EFFICIENCY_AXES = (  # curves column, label, log scale, a timing (measured, noisy) rather than a count
@@ -104,10 +113,7 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for ax, (column, label, log, timed) in zip(axes, EFFICIENCY_AXES, strict=True):
-        mean, std = dense["test_accuracy"], dense.get("test_accuracy_std", 0.0)
-        ax.axhline(mean, color="0.55", lw=1, ls=":", label="dense baseline")
-        if std:
-            ax.axhspan(mean - std, mean + std, color="0.55", alpha=0.12, lw=0)
+        _dense_line(ax, dense["test_accuracy"], dense.get("test_accuracy_std", 0.0))
         if dense.get(column):
             ax.axvline(dense[column], color="0.4", lw=1, ls="--", label="dense model")
         for regime, regime_label, _ in EXPORTED:
@@ -167,9 +173,4 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
         + ("; hollow: a noisy timing (machine busy or samples spread), not a result" if noisy else ""),
         title_fontsize=9,
     )
-    fig.suptitle(title)
-    try:
-        atomic.write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    finally:
-        plt.close(fig)
-    return Path(path)
+    return _save(fig, title, path)
