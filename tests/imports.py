@@ -63,7 +63,7 @@ def covered(path: Path, deps: list[str]) -> bool:
     return any(path == Path(d) or Path(d) in path.parents for d in deps)
 
 
-PACKAGES_AS_ONE = ("config", "data", "models", "pruning", "train", "measure", "export", "track", "report")
+PACKAGES_AS_ONE = ("config", "data", "models", "pruning", "train", "measure", "export", "track", "report", "compress")
 
 
 def deps_for(script: Path) -> list[str]:

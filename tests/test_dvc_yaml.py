@@ -29,6 +29,7 @@ def test_stage_names_and_outputs_match_paths_py():
         "train_baseline",
         "prune",
         "finetune",
+        "compress",
         "evaluate",
         "sweep",
         "plot",
@@ -47,6 +48,8 @@ def test_stage_names_and_outputs_match_paths_py():
     assert {str(paths.PRUNED_MODEL), str(paths.PRUNE_METRICS)} <= outs["prune"]
     assert {str(paths.FINETUNED_MODEL), str(paths.FINETUNE_HISTORY)} <= outs["finetune"]
     assert str(paths.EVALUATE_METRICS) in outs["evaluate"]
+    assert {str(paths.COMPRESSED_EXPORT), str(paths.COMPRESS_METRICS)} <= outs["compress"]
+    assert str(paths.FINETUNED_MODEL) in stages["compress"]["deps"]
     assert str(paths.sweep_result("${item.method}", "${item.seed}")) in outs["sweep"]
     assert str(paths.baseline_model("${item.seed}")) in stages["sweep"]["deps"]
     assert {str(paths.SWEEP_CSV), str(paths.PLOTS_DIR), str(paths.SWEEP_SUMMARY)} <= outs["plot"]

@@ -177,5 +177,5 @@ def test_sweep_table_columns_come_from_the_metrics_declarations():
     assert report.POINT_COLUMNS[len(report.POINT_IDENTITY) : len(report.POINT_IDENTITY) + len(declared)] == declared
     hidden = {c.name for name in METRICS.names() for c in METRICS.get(name).columns if not c.point}
     assert "params_before" in hidden and not hidden & report.POINT_KEYS
-    for regime, _, _ in report.REGIMES:
+    for regime, *_ in report.REGIMES:
         assert f"{regime}_test_accuracy" in report.POINT_COLUMNS

@@ -22,6 +22,7 @@ FINETUNED_MODEL = MODELS_DIR / "finetuned.pt"
 EXPORT_DIR = MODELS_DIR / "export"
 PRUNED_EXPORT = EXPORT_DIR / "pruned"
 FINETUNED_EXPORT = EXPORT_DIR / "finetuned"
+COMPRESSED_EXPORT = EXPORT_DIR / "compressed"  # the fine-tuned model quantized and encoded (model.sparse, v2)
 EXPORT_STEM = "model"
 
 METRICS_DIR = Path("metrics")
@@ -30,6 +31,7 @@ BASELINE_HISTORY_DIR = METRICS_DIR / "baseline_history"  # seed-<s>.csv: one DVC
 PRUNE_METRICS = METRICS_DIR / "prune.json"
 FINETUNE_HISTORY = METRICS_DIR / "finetune_history.csv"
 EVALUATE_METRICS = METRICS_DIR / "evaluate.json"
+COMPRESS_METRICS = METRICS_DIR / "compress.json"
 # measurements (timings, peak memory): they differ from run to run, so they are kept out of
 # every file above, whose hashes dvc.lock pins
 SPEED_DIR = METRICS_DIR / "speed"
@@ -58,6 +60,7 @@ WRITTEN_BY = {
     FINETUNED_MODEL: "finetune",
     PRUNED_EXPORT: "prune",
     FINETUNED_EXPORT: "finetune",
+    COMPRESSED_EXPORT: "compress",
 }
 
 

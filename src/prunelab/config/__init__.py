@@ -15,7 +15,10 @@ from prunelab.config.load import load_params, section, seed
 from prunelab.config.prune import SCHEDULES, MethodOptions, PruneConfig, Rewind, parse_rewind
 from prunelab.config.section import Section
 from prunelab.config.sections import (
+    COMPRESS_BITS,
+    COMPRESS_SCHEMES,
     R1_SPARSITIES,
+    CompressConfig,
     DataConfig,
     FinetuneConfig,
     ModelConfig,
@@ -36,8 +39,11 @@ from prunelab.validate import (
 )
 
 __all__ = [
+    "COMPRESS_BITS",
+    "COMPRESS_SCHEMES",
     "R1_SPARSITIES",
     "SCHEDULES",
+    "CompressConfig",
     "ConfigError",
     "DataConfig",
     "FinetuneConfig",

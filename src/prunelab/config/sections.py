@@ -154,3 +154,34 @@ class SweepConfig(Section):
         self._set("sparsities", check_unique_list(self.key("sparsities"), self.sparsities, check_sparsity))
         check_int(self.key("finetune_epochs"), self.finetune_epochs, minimum=0)
         self._set("tolerance", check_float(self.key("tolerance"), self.tolerance, strict=False))
+
+
+# Deep Compression's quantization (prunelab.compress): the schemes and code widths the
+# .sparse format stores (export/codec.py reads them from here)
+COMPRESS_SCHEMES = ("kmeans", "linear")
+COMPRESS_BITS = (2, 8)
+
+
+@dataclass(frozen=True)
+class CompressConfig(Section):
+    SECTION: ClassVar[str] = "compress"
+    scheme: str = "kmeans"  # Han et al.'s weight sharing: a codebook per layer
+    bits: int = 5  # 32 shared values per layer: Han et al. kept LeNet's accuracy at 5-6 bits
+    finetune_epochs: int = 0  # trained quantization off: k-means alone holds accuracy at 5 bits on R1
+    lr: float = 1e-4  # the centroids' learning rate (finetune's optimiser and batches)
+    sweep: bool = True  # every sweep point compressed too: the "compressed" regime
+
+    def __post_init__(self) -> None:
+        check_choice(self.key("scheme"), self.scheme, COMPRESS_SCHEMES)
+        low, high = COMPRESS_BITS
+        if isinstance(self.bits, bool) or not isinstance(self.bits, int) or not low <= self.bits <= high:
+            raise ConfigError(self.key("bits"), self.bits, f"an integer from {low} to {high}")
+        check_int(self.key("finetune_epochs"), self.finetune_epochs, minimum=0)
+        self._set("lr", check_float(self.key("lr"), self.lr))
+        check_bool(self.key("sweep"), self.sweep)
+        if self.scheme != "kmeans" and self.finetune_epochs:
+            raise ConfigError(
+                self.key("finetune_epochs"),
+                self.finetune_epochs,
+                f"0 with compress.scheme {self.scheme!r} (trained quantization fine-tunes k-means centroids)",
+            )

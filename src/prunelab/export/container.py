@@ -22,6 +22,7 @@ holds each weight once.
 
 from __future__ import annotations
 
+import lzma
 import math
 import warnings
 import zlib
@@ -32,11 +33,12 @@ from typing import Any
 import torch
 
 from prunelab import atomic
-from prunelab.export import integrity
-from prunelab.export.formats import SPARSE_FORMAT, VERSION
+from prunelab.export import codec, integrity
+from prunelab.export.formats import SHARED_VERSION, SPARSE_FORMAT, SPARSE_READS, VERSION
 from prunelab.export.integrity import refuse
 
-DENSE, CSR, BITMASK = "dense", "csr", "bitmask"
+DENSE, CSR, BITMASK, SHARED = "dense", "csr", "bitmask", "shared"
+READS = SPARSE_READS
 
 # dtypes a container may name: anything else is refused before any tensor is built
 FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64")  # of weights and their values
@@ -150,8 +152,12 @@ def pack(
     program: bytes,
     arrays: Mapping[str, tuple[str, torch.Tensor, dict[str, torch.Tensor]]],
     input_shape: tuple[int, ...],
+    shared: Mapping[str, codec.Shared] | None = None,
 ) -> bytes:
-    """The .sparse file's bytes: the program (zlib), then each layer's arrays, described by the header."""
+    """The .sparse file's bytes: the program (zlib), then each layer's arrays, described by the header.
+
+    ``shared``: layers stored as shared weights (``codec.py``); a file with any is version 2,
+    one without is byte for byte what version 1 wrote."""
     program_raw = len(program)
     program = zlib.compress(program, 9)  # the graph is JSON: a tenth of its size, a fifth of a small file
     chunks: list[bytes] = [program]
@@ -175,9 +181,18 @@ def pack(
         }
         for name, (storage, weight, parts) in arrays.items()
     }
+    for name, layer in (shared or {}).items():
+        meta, streams = codec.encode(layer)
+        entry = {"storage": SHARED, "shape": list(layer.mask.shape), "dtype": "float32", "nnz": int(layer.mask.sum())}
+        streams_at = {}
+        for key, raw in streams.items():
+            chunks.append(raw)
+            streams_at[key] = {"offset": offset, "bytes": len(raw)}
+            offset += len(raw)
+        layers[name] = entry | {"shared": meta, "streams": streams_at}
     header = {
         "format": SPARSE_FORMAT,
-        "version": VERSION,
+        "version": SHARED_VERSION if shared else VERSION,
         "input_shape": list(input_shape),
         "program": {"offset": 0, "bytes": len(program), "zlib_of": program_raw},
         "layers": layers,
@@ -197,11 +212,18 @@ def _tensor(payload: memoryview, entry: Mapping[str, Any]) -> torch.Tensor:
     return torch.frombuffer(bytearray(payload[offset : offset + size]), dtype=dtype).reshape(shape)
 
 
+def _stream(payload: memoryview, entry: Mapping[str, Any]) -> bytes:
+    offset, size = int(entry["offset"]), int(entry["bytes"])
+    if offset < 0 or size < 0 or offset + size > len(payload):
+        raise ValueError(f"a stream at {offset}+{size} does not fit the payload")
+    return bytes(payload[offset : offset + size])
+
+
 def unpack(path: Path, data: bytes) -> tuple[bytes, tuple[int, ...], dict[str, torch.Tensor], dict[str, str]]:
     """(program bytes, input shape, dense weights, storage) of a .sparse file, its header checked;
     ``ExportError`` naming it where the header does not describe valid contents."""
     header, payload = integrity.unpack_container(path, data)
-    integrity.check_format(path, header, SPARSE_FORMAT)
+    integrity.check_format(path, header, SPARSE_FORMAT, READS)
     try:
         shape = tuple(int(d) for d in header["input_shape"])
         span = header["program"]
@@ -214,6 +236,14 @@ def unpack(path: Path, data: bytes) -> tuple[bytes, tuple[int, ...], dict[str, t
             raise ValueError(f"its program does not inflate to the {size} bytes announced")
         weights, storage = {}, {}
         for name, layer in header["layers"].items():
+            if layer["storage"] == SHARED:
+                weights[name] = codec.decode(
+                    layer["shared"],
+                    {k: _stream(payload, v) for k, v in layer["streams"].items()},
+                    tuple(int(d) for d in layer["shape"]),
+                )
+                storage[name] = SHARED
+                continue
             arrays = {k: _tensor(payload, v) for k, v in layer["arrays"].items()}
             if layer["dtype"] not in FLOAT_DTYPES:
                 raise ValueError(f"layer {name} has dtype {layer['dtype']!r}, not a float type")
@@ -221,6 +251,6 @@ def unpack(path: Path, data: bytes) -> tuple[bytes, tuple[int, ...], dict[str, t
                 layer["storage"], arrays, tuple(int(d) for d in layer["shape"]), torch_dtype(layer["dtype"])
             )
             storage[name] = layer["storage"]
-    except (KeyError, TypeError, ValueError, RuntimeError, zlib.error) as exc:
+    except (KeyError, TypeError, ValueError, RuntimeError, zlib.error, lzma.LZMAError) as exc:
         raise refuse(path, f"its header does not describe valid contents ({atomic.reason(exc)})") from None
     return program_bytes, shape, weights, storage

@@ -57,13 +57,13 @@ def refuse(path: str | Path, problem: str) -> ExportError:
     return ExportError(f"{path}: {problem}; {atomic.rerun_hint(path)}")
 
 
-def check_format(path: str | Path, info: Any, expected: str) -> None:
+def check_format(path: str | Path, info: Any, expected: str, versions: tuple[int, ...] = (VERSION,)) -> None:
     """Refuse, naming the file, one of another format or version than this prunelab reads."""
-    if info.get("format") != expected or info.get("version") != VERSION:
+    if info.get("format") != expected or info.get("version") not in versions:
         raise refuse(
             path,
             f"format {info.get('format')!r} version {info.get('version')!r}, "
-            f"this prunelab reads {expected!r} version {VERSION}",
+            f"this prunelab reads {expected!r} version {' or '.join(map(str, versions))}",
         )
 
 

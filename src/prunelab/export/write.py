@@ -15,7 +15,7 @@ The bytes written depend on the model alone: DVC hashes them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from prunelab import atomic
-from prunelab.export import container, integrity, pt2
+from prunelab.export import codec, container, integrity, pt2
 from prunelab.export.formats import PT2_FORMAT, SUFFIXES, VERSION
 from prunelab.export.kernels import Kernels, Timer
 from prunelab.export.load import ExportModule, load_export
@@ -44,6 +44,9 @@ class ExportInfo:
     kernels: Kernels = field(default_factory=dict)  # per batch size, measured on ``device`` at load
     kernel_times: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)  # seconds per call
     device: str = "cpu"
+    # the export as it was loaded back from the file (``load_export``) to be checked: a caller that
+    # runs the file can use it instead of loading it again
+    module: ExportModule | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, module: ExportModule) -> ExportInfo:
@@ -86,6 +89,7 @@ def export_model(
     device: str | torch.device = "cpu",
     force: str | None = None,
     timer: Timer | None = None,
+    shared: Mapping[str, codec.Shared] | None = None,
 ) -> ExportInfo:
     """Write ``model``'s export beside ``path_without_suffix`` (+ .pt2 or .sparse) and load it back.
 
@@ -95,6 +99,10 @@ def export_model(
     atomically, a stale file of the other format at the same path is removed, and the
     export is loaded back (verified) on ``device``, where the kernels are measured for
     ``batch_sizes`` (see ``load_export``), and checked against the model on a probe batch.
+
+    ``shared``: layers quantized to shared weights (``prunelab.compress``), stored so
+    (``codec.py``): the file is a .sparse of version 2, checked against the model with those
+    weights put in (what the file holds), not against ``model``'s own.
     """
     import copy
 
@@ -103,7 +111,12 @@ def export_model(
     shape = tuple(int(d) for d in input_shape)
     prepared = copy.deepcopy(model).cpu().eval()
     make_permanent(prepared)
+    shared = dict(shared or {})
+    for name, layer in shared.items():  # the file holds the shared values: so does what it is checked against
+        with torch.no_grad():
+            prepared.get_submodule(name).weight.copy_(layer.dense().reshape(prepared.get_submodule(name).weight.shape))
     storage = {} if structural else {name: container.choose_storage(m.weight) for name, m in _layers(prepared).items()}
+    storage |= dict.fromkeys(shared, container.SHARED)
     compressed = {name: s for name, s in storage.items() if s != container.DENSE}
     fmt = "sparse" if compressed else "pt2"
     target = _target(path_without_suffix, fmt)
@@ -120,8 +133,10 @@ def export_model(
         arrays = {
             name: (s, layers[name].weight.detach(), container.encode(layers[name].weight, s))
             for name, s in compressed.items()
+            if s != container.SHARED
         }
-        data = container.pack(pt2.to_bytes(pt2.trace(prepared, shape, placeholders=compressed)), arrays, shape)
+        program = pt2.to_bytes(pt2.trace(prepared, shape, placeholders=compressed))
+        data = container.pack(program, arrays, shape, shared)
 
         def write(tmp: Path) -> None:
             tmp.write_bytes(data)
@@ -129,7 +144,7 @@ def export_model(
     with atomic.atomic_path(target) as tmp:  # renamed only once it loads and computes what the model does
         write(tmp)
         module = load_export(tmp, device=device, batch_sizes=batch_sizes, force=force, timer=timer)
-        _check_against(model, module, shape)
+        _check_against(prepared if shared else model, module, shape)
     module.path = target
     _target(path_without_suffix, "pt2" if fmt == "sparse" else "sparse").unlink(missing_ok=True)  # stale
     info = ExportInfo.of(module)  # the file holds only its compressed layers' storage: name every layer's
@@ -142,6 +157,7 @@ def export_model(
         info.kernels,
         info.kernel_times,
         info.device,
+        module,
     )
 
 

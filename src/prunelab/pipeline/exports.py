@@ -43,6 +43,7 @@ def write_export(
     device: Any = "cpu",
     timing: str = "full",
     dense: bool = False,
+    shared: Any = None,
 ) -> Any:
     """Export ``model`` as ``stem`` + .pt2 or .sparse (its folder created; the other format's file removed).
 
@@ -53,7 +54,8 @@ def write_export(
     chosen for the returned info: measured ("full": ``timing.KERNELS``), from fewer, shorter
     timings ("quick": ``timing.QUICK_KERNELS``; the sweep exports every point), or not at all
     ("none": dense, for a stage that only writes the file; kernels are measured where the
-    export is loaded to run).
+    export is loaded to run). ``shared``: layers quantized by ``prunelab.compress``, stored as
+    shared weights (a .sparse of version 2).
     """
     from prunelab.export import export_model
 
@@ -69,6 +71,7 @@ def write_export(
         device=device,
         timer=kernel_timer(device, QUICK_KERNELS) if timing == "quick" else None,
         force="dense" if timing == "none" else None,
+        shared=shared,
     )
 
 
@@ -162,11 +165,21 @@ class SweepMeasure:
     masks, and its export) into a temporary folder, measured against the dense baseline
     in the same rounds (``timing.SWEEP_POINT``), and deleted: sizes are of real files, nothing stays behind.
     Called with the point's final model: fine-tuned where the sweep fine-tunes; the
-    one-shot model has the same mask, so the same export size and kernels.
+    one-shot model has the same mask, so the same export size and kernels. ``compress``
+    (model, stem) -> values: the point's model compressed into ``stem`` and measured
+    (``pipeline.compress.compress_model``), the values joining the point's cost.
     """
 
-    def __init__(self, base: Any, seed: int, device: Any, test: Any = None, timing: TimingPolicy = SWEEP_POINT):
-        self.base, self.device, self.test, self.timing = base, device, test, timing
+    def __init__(
+        self,
+        base: Any,
+        seed: int,
+        device: Any,
+        test: Any = None,
+        timing: TimingPolicy = SWEEP_POINT,
+        compress: Any = None,
+    ):
+        self.base, self.device, self.test, self.timing, self.compress = base, device, test, timing, compress
         self.dense_bytes = paths.baseline_export(seed).stat().st_size
         self.timings: list[dict[str, Any]] = []
 
@@ -196,6 +209,8 @@ class SweepMeasure:
                 timing=self.timing,
                 split=self.test,
             )
+            if self.compress is not None:
+                cost |= self.compress(model, Path(tmp) / "compressed")
         self.timings.append({k: point[k] for k in ("method", "seed", "sparsity")} | speed)
         return cost
 

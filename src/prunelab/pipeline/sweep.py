@@ -8,11 +8,13 @@ writes the points (exact) and their timings (measured, results/speed/) apart.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from prunelab import atomic, config, paths
 from prunelab.data import load_prepared
+from prunelab.pipeline.compress import compress_model
 from prunelab.pipeline.exports import SweepMeasure
 from prunelab.pipeline.sweep_points import Sweep, check_schedule, run_sweep
 from prunelab.pruning import METHODS
@@ -41,7 +43,21 @@ def sweep(method: str, seed: int) -> None:
         if prune_cfg.iterative
         else None
     )
-    measured = SweepMeasure(base, seed, device, data.test)
+    compress_cfg = config.section(params, config.CompressConfig)
+    compress = None
+    if compress_cfg.sweep:
+        compress = functools.partial(
+            _compress_point,
+            cfg=compress_cfg,
+            input_shape=base.input_shape,
+            dense_bytes=paths.baseline_export(seed).stat().st_size,
+            test=data.test,
+            device=device,
+            data=data,
+            finetune=tune_cfg,
+            seed=seed,
+        )
+    measured = SweepMeasure(base, seed, device, data.test, compress=compress)
     from prunelab import track  # mlflow's import is slow: bad params and inputs are reported before it
 
     log = SweepLog(
@@ -55,6 +71,7 @@ def sweep(method: str, seed: int) -> None:
         "prune.rewind": prune_cfg.rewind,
         "data.augment": augment,
         "seed": seed,
+        "compress": compress_cfg.as_dict(),
     } | {f"prune.{k}": v for k, v in first.options.as_dict().items()}
     with track.start_run(f"sweep {method} seed {seed}", params=run_params, dataset=log.dataset, tags=log.tags()):
         points = run_sweep(
@@ -79,6 +96,11 @@ def sweep(method: str, seed: int) -> None:
         )
         track.log_metrics(measured.write(timed, data, tune, method=method, seed=seed))
         track.log_artifacts([out, timed])
+
+
+def _compress_point(model: Any, stem: Any, **how: Any) -> dict[str, Any]:
+    """A point's model compressed (the "compressed" regime): the file's size and its accuracy as loaded."""
+    return compress_model(model, stem=stem, **how)[1]
 
 
 @dataclass(frozen=True)

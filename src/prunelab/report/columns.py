@@ -16,14 +16,18 @@ class Regime(NamedTuple):
     prefix: str  # the columns' prefix: oneshot_test_accuracy, ...
     label: str  # in legends and series names
     exported: bool  # the regime's model is the point's exported and timed one (IMP levels are other models)
+    size: str = "export"  # the file whose bytes the efficiency curves draw: <size>_bytes, <size>_size_ratio
 
 
-# before fine-tuning (pruned and evaluated at once), after it, and after iterative magnitude
-# pruning (prune.schedule iterative: each k a level of IMP). The one-shot model has the same
-# mask as the fine-tuned one, so the same export size and kernels: both are drawn at its timings.
+# before fine-tuning (pruned and evaluated at once), after it, the fine-tuned model compressed
+# (quantized and encoded: compress section; its accuracy is the loaded file's), and after
+# iterative magnitude pruning (prune.schedule iterative: each k a level of IMP). The one-shot
+# and compressed models have the fine-tuned one's mask, so its kernels: all three are drawn
+# at its timings, the compressed one at its own, smaller, file size.
 REGIMES = (
     Regime("oneshot", "one-shot", True),
     Regime("finetuned", "fine-tuned", True),
+    Regime("compressed", "compressed", True, "compressed"),
     Regime("iterative", "IMP", False),
 )
 EXPORTED = tuple(r for r in REGIMES if r.exported)
@@ -35,6 +39,7 @@ POINT_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("finetune", ("",)),
     ("structure", ("",)),
     ("cost", ("",)),  # the point's final model: FLOPs, checkpoint and export bytes (timings: results/speed)
+    ("compression", ("",)),  # its compressed file's bytes (compress.sweep)
 )
 POINT_IDENTITY = ["method", "seed", "sparsity"]  # what the point is: method, replicate, requested k
 

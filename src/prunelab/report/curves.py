@@ -84,7 +84,7 @@ def summary(
     baseline_accuracy: float,
     tolerance: float,
     regimes: Sequence[Regime] = REGIMES,
-    at_holds: Mapping[str, Callable[[Sequence[Row]], Any]] | None = None,
+    at_holds: Mapping[str, Callable[[Sequence[Row], Regime], Any]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per method and regime: the largest k whose mean accuracy over seeds stays within ``tolerance``
     of the dense baseline's (-1 where none does), the spread there, the accuracy at the largest k,
@@ -104,7 +104,7 @@ def summary(
             entry[f"{regime.prefix}_accuracy_at_max_sparsity"] = curve[-1]["mean"]
             entry[f"{regime.prefix}_accuracy_std_at_max_sparsity"] = curve[-1]["std"]
             for name, value in (at_holds or {}).items() if held is not None else ():
-                if (v := value([r for r in mine if r["sparsity"] == held])) is not None:
+                if (v := value([r for r in mine if r["sparsity"] == held], regime)) is not None:
                     entry[f"{regime.prefix}_{name}"] = v
         out[method] = entry
     return out

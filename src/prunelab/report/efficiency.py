@@ -95,8 +95,8 @@ def _us_per_image(at: Sequence[Mapping[str, Any]]) -> float | None:
     return mean_of([{"v": v} for v in values], "v")[0]
 
 
-def _mib(at: Sequence[Mapping[str, Any]]) -> float | None:
-    size = mean_of(at, "export_bytes")[0]
+def _mib(at: Sequence[Mapping[str, Any]], size_of: str) -> float | None:
+    size = mean_of(at, f"{size_of}_bytes")[0]
     return size / 2**20 if size is not None else None
 
 
@@ -107,8 +107,8 @@ CURVE_VALUES: dict[str, CurveValue] = {
     "latency_b1_ms": lambda at, regime: mean_of([{"v": _run(r, "latency_b1_ms")} for r in quiet(at)], "v")[0],
     "latency_b1_ms_std": lambda at, regime: mean_of([{"v": _run(r, "latency_b1_ms")} for r in quiet(at)], "v")[1],
     "us_per_image": lambda at, regime: _us_per_image(at),
-    "export_mib": lambda at, regime: _mib(at),
-    "export_size_ratio": lambda at, regime: mean_of(at, "export_size_ratio")[0],
+    "export_mib": lambda at, regime: _mib(at, regime.size),
+    "export_size_ratio": lambda at, regime: mean_of(at, f"{regime.size}_size_ratio")[0],
     "speedup_b1": lambda at, regime: mean_of(quiet(at), "speedup_b1")[0],
     "speedup_eval": lambda at, regime: mean_of(quiet(at), "speedup_eval")[0],
     "dense_latency_b1_ms": lambda at, regime: mean_of(quiet(at), "dense_latency_b1_ms")[0],
@@ -118,11 +118,11 @@ CURVE_VALUES: dict[str, CurveValue] = {
 }
 # what pruning buys for free, at the largest k where accuracy holds: the size ratio (a count), and
 # speed-ups from timings that are not noisy only (none claimed where every seed's is)
-AT_HOLDS: dict[str, Callable[[Sequence[Mapping[str, Any]]], Any]] = {
-    "export_size_ratio": lambda at: mean_of(at, "export_size_ratio")[0],
-    "speedup_b1": _quiet_mean("speedup_b1"),
-    "speedup_eval": _quiet_mean("speedup_eval"),
-    "noisy_timing": lambda at: True if _all_noisy(at) else None,
+AT_HOLDS: dict[str, Callable[[Sequence[Mapping[str, Any]], Any], Any]] = {
+    "export_size_ratio": lambda at, regime: mean_of(at, f"{regime.size}_size_ratio")[0],
+    "speedup_b1": lambda at, regime: _quiet_mean("speedup_b1")(at),
+    "speedup_eval": lambda at, regime: _quiet_mean("speedup_eval")(at),
+    "noisy_timing": lambda at, regime: True if _all_noisy(at) else None,
 }
 
 

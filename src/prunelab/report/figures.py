@@ -20,7 +20,12 @@ from matplotlib.ticker import FuncFormatter
 from prunelab import atomic
 from prunelab.report.columns import EXPORTED, REGIMES
 
-STYLES = {"oneshot": ("-", "o"), "finetuned": ("--", "s"), "iterative": ("-.", "^")}  # line and marker per regime
+STYLES = {
+    "oneshot": ("-", "o"),
+    "finetuned": ("--", "s"),
+    "compressed": (":", "D"),
+    "iterative": ("-.", "^"),
+}  # line and marker per regime
 X_AXES = {  # x: which curves.csv column, its label
     "sparsity": ("sparsity", "sparsity k (% of the weights, units or filters each method removes)"),
     # non-zero parameters: what a masked model really holds, and a filter-pruned model's size
@@ -59,7 +64,7 @@ def sweep_figure(
     methods = list(dict.fromkeys(r["method"] for r in rows))
     for ax, metric, label in ((axes[0], "accuracy", "test accuracy"), (axes[1], "loss", "test loss")):
         _dense_line(ax, baseline[f"test_{metric}"], baseline.get(f"test_{metric}_std", 0.0))
-        for regime, regime_label, _ in REGIMES:
+        for regime, regime_label, *_ in REGIMES:
             style, marker = STYLES[regime]
             for method in methods:
                 pts = sorted(
@@ -98,7 +103,7 @@ def sweep_figure(
 EFFICIENCY_AXES = (  # curves column, label, log scale, a timing (measured, noisy) rather than a count
     ("latency_b1_ms", "latency at batch 1 (ms, the export; median)", True, True),
     ("us_per_image", "time per image at the evaluation batch (µs, the export)", True, True),
-    ("export_mib", "size on disk (MiB, the export file)", True, False),
+    ("export_mib", "size on disk (MiB: the export, or the compressed file)", True, False),
 )
 
 
@@ -116,7 +121,7 @@ def efficiency_figure(rows: list[dict[str, Any]], dense: dict[str, float], title
         _dense_line(ax, dense["test_accuracy"], dense.get("test_accuracy_std", 0.0))
         if dense.get(column):
             ax.axvline(dense[column], color="0.4", lw=1, ls="--", label="dense model")
-        for regime, regime_label, _ in EXPORTED:
+        for regime, regime_label, *_ in EXPORTED:
             style, marker = STYLES[regime]
             for method in methods:
                 pts = sorted(
