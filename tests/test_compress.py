@@ -314,3 +314,22 @@ def test_trained_quantization_moves_only_the_shared_values(tiny_data):
     assert any(not torch.equal(s.table, shared[n].table) for n, s in tuned.items())
     assert all(p.requires_grad for p in model.parameters())  # unfrozen again
     assert isinstance(next(iter(tuned.values())), Shared)
+
+
+def test_int8_files_may_run_pytorchs_int8_kernel_when_asked_and_only_then(tmp_path):
+    model = mlp(sparsity=0.5)
+    linear8 = export_model(model, SHAPE, tmp_path / "l8", structural=False, shared=quantize(model, "linear", 8))
+    kmeans5 = export_model(model, SHAPE, tmp_path / "k5", structural=False, shared=quantize(model, "kmeans", 5))
+    plain = load_export(linear8.path, force="dense")
+    assert all("int8" not in layer.available for layer in plain.sparse_layers.values())  # not unless asked
+    fast = load_export(linear8.path, force="int8", int8=True)
+    assert {k for layer in fast.sparse_layers.values() for k in layer.kernels.values()} == {"int8"}
+    x = torch.rand(32, *SHAPE, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        exact, rounded = plain(x), fast(x)
+    # the weights are the stored int8 exactly: only the activations' 8-bit rounding differs
+    assert 0 < float((exact - rounded).abs().max()) < 0.05 * float(exact.abs().max())
+    assert float((exact.argmax(1) == rounded.argmax(1)).float().mean()) >= 0.9
+    # a k-means file is not int8: the kernel is not offered, forcing it runs dense
+    shared = load_export(kmeans5.path, force="int8", int8=True)
+    assert {k for layer in shared.sparse_layers.values() for k in layer.kernels.values()} == {"dense"}

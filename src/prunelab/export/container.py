@@ -219,9 +219,12 @@ def _stream(payload: memoryview, entry: Mapping[str, Any]) -> bytes:
     return bytes(payload[offset : offset + size])
 
 
-def unpack(path: Path, data: bytes) -> tuple[bytes, tuple[int, ...], dict[str, torch.Tensor], dict[str, str]]:
-    """(program bytes, input shape, dense weights, storage) of a .sparse file, its header checked;
-    ``ExportError`` naming it where the header does not describe valid contents."""
+def unpack(
+    path: Path, data: bytes
+) -> tuple[bytes, tuple[int, ...], dict[str, torch.Tensor], dict[str, str], dict[str, torch.Tensor]]:
+    """(program bytes, input shape, dense weights, storage, int8 scales) of a .sparse file, its header
+    checked; ``ExportError`` naming it where the header does not describe valid contents. int8
+    scales: the per-channel scales of each layer stored as 8-bit linear codes (int8 exactly)."""
     header, payload = integrity.unpack_container(path, data)
     integrity.check_format(path, header, SPARSE_FORMAT, READS)
     try:
@@ -234,15 +237,14 @@ def unpack(path: Path, data: bytes) -> tuple[bytes, tuple[int, ...], dict[str, t
         )
         if len(program_bytes) != size or not inflate.eof:
             raise ValueError(f"its program does not inflate to the {size} bytes announced")
-        weights, storage = {}, {}
+        weights, storage, int8 = {}, {}, {}
         for name, layer in header["layers"].items():
             if layer["storage"] == SHARED:
-                weights[name] = codec.decode(
-                    layer["shared"],
-                    {k: _stream(payload, v) for k, v in layer["streams"].items()},
-                    tuple(int(d) for d in layer["shape"]),
-                )
+                streams = {k: _stream(payload, v) for k, v in layer["streams"].items()}
+                weights[name] = codec.decode(layer["shared"], streams, tuple(int(d) for d in layer["shape"]))
                 storage[name] = SHARED
+                if layer["shared"]["scheme"] == "linear" and int(layer["shared"]["bits"]) == 8:
+                    int8[name] = torch.frombuffer(bytearray(streams["table"]), dtype=torch.float32)
                 continue
             arrays = {k: _tensor(payload, v) for k, v in layer["arrays"].items()}
             if layer["dtype"] not in FLOAT_DTYPES:
@@ -253,4 +255,4 @@ def unpack(path: Path, data: bytes) -> tuple[bytes, tuple[int, ...], dict[str, t
             storage[name] = layer["storage"]
     except (KeyError, TypeError, ValueError, RuntimeError, zlib.error, lzma.LZMAError) as exc:
         raise refuse(path, f"its header does not describe valid contents ({atomic.reason(exc)})") from None
-    return program_bytes, shape, weights, storage
+    return program_bytes, shape, weights, storage, int8

@@ -95,12 +95,14 @@ class ExportModule(nn.Module):
         return self.kernels
 
 
-def _read_sparse(path: Path, data: bytes) -> tuple[nn.Module, tuple[int, ...], dict[str, str], dict[str, nn.Module]]:
+def _read_sparse(
+    path: Path, data: bytes, int8: bool = False
+) -> tuple[nn.Module, tuple[int, ...], dict[str, str], dict[str, nn.Module]]:
     """A .sparse file's program, its Linear weights stored sparse put back as ``SparseLinear`` layers."""
-    program_bytes, shape, weights, storage = container.unpack(path, data)
+    program_bytes, shape, weights, storage, scales = container.unpack(path, data)
     program = pt2.safe_load(path, program_bytes)
     try:
-        layers = sparse.route_through(program, weights)
+        layers = sparse.route_through(program, weights, scales if int8 else None)
     except (AttributeError, RuntimeError) as exc:
         raise refuse(path, f"its weights do not fit its program ({atomic.reason(exc)})") from None
     if any(0 in p.stride() for p in program.parameters() if p.dim()):
@@ -116,6 +118,7 @@ def load_export(
     force: str | None = None,
     timer: Timer | None = None,
     kernels: Kernels | None = None,
+    int8: bool = False,
 ) -> ExportModule:
     """Verify the export at ``path`` whole, load it on ``device`` and choose its kernels.
 
@@ -124,6 +127,11 @@ def load_export(
     ``train.device`` error (``training.resolve_device``). Each sparse layer's kernel is
     measured here for each of ``batch_sizes`` (other batch sizes take the nearest
     measured one), unless ``force`` names one or ``kernels`` gives them.
+
+    ``int8``: layers stored as int8 per channel (``compress.scheme: linear``, 8 bits) may also
+    run PyTorch's dynamic int8 kernel on the CPU, where it is measured faster. It rounds the
+    activations to 8 bits, so outputs are no longer the stored weights' in float arithmetic
+    (off by about 1 % of the largest logit): off unless asked for.
     """
     from prunelab.measure.timing import device_of
 
@@ -141,7 +149,7 @@ def load_export(
             raise refuse(path, "its manifest has no valid input_shape") from None
         program, storage, layers = pt2.safe_load(path, data), {}, {}
     elif fmt == "sparse":
-        program, shape, storage, layers = _read_sparse(path, data)
+        program, shape, storage, layers = _read_sparse(path, data, int8 and target.type == "cpu")
     else:
         raise refuse(path, "neither a .pt2 archive nor a prunelab sparse export")
     module = ExportModule(program, path=path, format=fmt, input_shape=shape, storage=storage, layers=layers)

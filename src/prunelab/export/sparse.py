@@ -21,8 +21,8 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-SPARSE, DENSE_KERNEL, ROWS = "sparse", "dense", "rows"  # the kernels a SparseLinear can run
-KERNELS = (DENSE_KERNEL, SPARSE, ROWS)
+SPARSE, DENSE_KERNEL, ROWS, INT8 = "sparse", "dense", "rows", "int8"  # the kernels a SparseLinear can run
+KERNELS = (DENSE_KERNEL, SPARSE, ROWS, INT8)
 
 
 class SparseLinear(nn.Module):
@@ -36,13 +36,19 @@ class SparseLinear(nn.Module):
     dense. Only the forms its kernels need are kept in memory.
     """
 
-    def __init__(self, weight: torch.Tensor):
+    def __init__(self, weight: torch.Tensor, int8_scales: torch.Tensor | None = None):
         super().__init__()
         self.out_features, self.in_features = weight.shape
         self.nnz = int(weight.count_nonzero())
         self.numel = weight.numel()
         live = (weight != 0).any(dim=1).nonzero().flatten()
-        self.available = KERNELS if live.numel() < self.out_features else KERNELS[:2]  # rows: only with empty rows
+        self.available = KERNELS[:3] if live.numel() < self.out_features else KERNELS[:2]  # rows: only with empty rows
+        # int8: PyTorch's dynamic int8 linear (fbgemm/x86), for a weight stored as int8 per channel
+        # (compress.scheme linear, 8 bits), which it holds exactly; only the activations are rounded
+        self.int8_scales = int8_scales
+        if int8_scales is not None and weight.device.type == "cpu":
+            self.available = (*self.available, INT8)
+        self.packed: object | None = None
         self.kernels = {}
         self.rows_per_image = 1  # rows of its input per input image (set by a probe at load)
         self.slot = ""  # its name inside the program (route_through)
@@ -62,7 +68,12 @@ class SparseLinear(nn.Module):
 
     def weights_multiplied(self, kernel: str) -> int:
         """Weights a kernel multiplies per input row: all, the nonzeros, or the live rows'."""
-        return {DENSE_KERNEL: self.numel, SPARSE: self.nnz, ROWS: self.live.numel() * self.in_features}[kernel]
+        return {
+            DENSE_KERNEL: self.numel,
+            SPARSE: self.nnz,
+            ROWS: self.live.numel() * self.in_features,
+            INT8: self.numel,
+        }[kernel]
 
     def dense_weight(self) -> torch.Tensor:
         if self.weight is not None:
@@ -77,6 +88,8 @@ class SparseLinear(nn.Module):
         weight = self.dense_weight()
         self.csr = (self.csr if self.csr is not None else _csr(weight)) if SPARSE in kernels else None
         self.compact = weight.index_select(0, self.live) if ROWS in kernels else None
+        keep_int8 = INT8 in kernels and INT8 in self.available
+        self.packed = (_int8(weight, self.int8_scales) if self.packed is None else self.packed) if keep_int8 else None
         self.weight = weight if DENSE_KERNEL in kernels else None
 
     @property
@@ -93,7 +106,12 @@ class SparseLinear(nn.Module):
             if not self._kernels:
                 chosen = next(
                     k
-                    for k, form in ((DENSE_KERNEL, self.weight), (SPARSE, self.csr), (ROWS, self.compact))
+                    for k, form in (
+                        (DENSE_KERNEL, self.weight),
+                        (SPARSE, self.csr),
+                        (ROWS, self.compact),
+                        (INT8, self.packed),
+                    )
                     if form is not None
                 )
             else:
@@ -105,6 +123,9 @@ class SparseLinear(nn.Module):
     def run(self, kernel: str, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         if kernel == DENSE_KERNEL:
             return F.linear(x, self.weight, bias)
+        if kernel == INT8:
+            y = torch.ops.quantized.linear_dynamic(x.contiguous(), self.packed)
+            return y if bias is None else y.add_(bias)
         if kernel == ROWS:
             if bias is None:
                 return x.new_zeros(x.shape[0], self.out_features).index_copy_(1, self.live, F.linear(x, self.compact))
@@ -125,6 +146,16 @@ class SparseLinear(nn.Module):
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], self.out_features)
 
 
+def _int8(weight: torch.Tensor, scales: torch.Tensor) -> object:
+    """The weight packed for ``quantized.linear_dynamic``: int8 per output channel, exact for a weight
+    that is already int8 × its channel's scale (the linear scheme's)."""
+    zeros = torch.zeros(weight.shape[0], dtype=torch.long)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.quantize_per_tensor, torch.quantize_per_channel")
+        q = torch.quantize_per_channel(weight.detach().cpu().float(), scales.double(), zeros, 0, torch.qint8)
+    return torch.ops.quantized.linear_prepack(q, None)
+
+
 def _csr(weight: torch.Tensor) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
@@ -135,13 +166,16 @@ def _csr(weight: torch.Tensor) -> torch.Tensor:
         )
 
 
-def route_through(program: nn.Module, weights: Mapping[str, torch.Tensor]) -> dict[str, SparseLinear]:
+def route_through(
+    program: nn.Module, weights: Mapping[str, torch.Tensor], int8_scales: Mapping[str, torch.Tensor] | None = None
+) -> dict[str, SparseLinear]:
     """Put the decoded ``weights`` (layer name → dense weight) into ``program``, a GraphModule.
 
     Each weight whose every use is ``aten.linear`` gets a ``SparseLinear`` (a submodule of
     the program) that those calls go through, its bias an argument of the call; any other
     weight (a conv's) replaces its placeholder densely. Returns the SparseLinear modules
-    by layer name.
+    by layer name. ``int8_scales``: the layers that may run the int8 kernel (stored int8 per
+    channel), with their scales.
     """
     graph = program.graph
     getters = {node.target: node for node in graph.nodes if node.op == "get_attr"}
@@ -158,7 +192,7 @@ def route_through(program: nn.Module, weights: Mapping[str, torch.Tensor]) -> di
             and weight.dim() == 2
             and all(user.target is linear and user.args[1] is node and node not in user.args[2:] for user in node.users)
         ):
-            module = SparseLinear(weight)
+            module = SparseLinear(weight, (int8_scales or {}).get(name))
             module.slot = "sparse_" + name.replace(".", "_")
             program.add_submodule(module.slot, module)
             node.target = f"{module.slot}.weight"  # the linear calls now read the SparseLinear's weight
