@@ -9,6 +9,34 @@ one process and interleaved round by round, the dense export ("dense": both side
 run as exports), the export, and the dense and pruned models as the pipeline holds them
 (nn.Modules, the pruned one multiplying its zeros), at ``--batch`` and at batch 1.
 
+Also in the same rounds, ONNX Runtime (another runtime's dense speed, the bar a sparse export
+has to clear outside PyTorch): the dense and the pruned model written with
+``torch.onnx.export`` (the dynamo exporter, a dynamic batch dimension) and run by an
+``onnxruntime.InferenceSession`` on the CPUExecutionProvider, all graph optimisations,
+``intra_op_num_threads = torch.get_num_threads()`` (both runtimes use the same number of
+threads), one inter-op thread, its intra-op threads not spinning between calls
+(``session.intra_op.allow_spinning=0``: a spinning pool would take a core from the side timed
+next on a 2-core machine; ``--ort-spin`` lets it spin). "ort_dense" is the dense model;
+"ort_pruned" the pruned one, its masked zeros multiplied (ORT does not skip them; removed
+units or filters are gone). Reported: export against ORT dense (``speedup_vs_ort``), and
+ORT against the dense export.
+
+With ``--int8`` (R1 MLP cases only), int8 dynamic quantization (weights int8 per tensor,
+activations quantized per batch) of the dense and of the pruned model, also in the same
+rounds: PyTorch's ``torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, qint8)``
+(deprecated in favour of torchao, which is not installed, but still in torch 2.14) once per
+quantized engine in ``--engines`` (fbgemm, x86, onednn: each model keeps its engine's packed
+weights, so they run side by side), and ORT's ``onnxruntime.quantization.quantize_dynamic``
+(QInt8 weights, MatMulInteger). Each is reported against the fp32 dense export and the fp32
+dense nn.Module from the same rounds, with its accuracy cost: the largest |logit difference|
+from the fp32 model it was quantized from, relative to that model's largest |logit|, and the
+share of 256 inputs whose argmax is unchanged. The oneDNN engine honours the environment
+variable ONEDNN_MAX_CPU_ISA, which must be set before torch starts oneDNN:
+``--onednn-isa AVX2`` re-executes the script with it set (AVX2: no VNNI; unset: the CPU's
+best, AVX-512 VNNI on the AMD EPYC); the ISA and the matmul implementation oneDNN picked
+(from ONEDNN_VERBOSE in a child process) are recorded. fbgemm, x86 and ORT choose their
+kernels themselves (the variable does not reach them).
+
 - R1 MLP: the default model config, mlp 784→1000→1000→500→200→10, no biases, 1×28×28
   inputs: ``weight`` at 0.9, 0.95 and 0.99, ``weight_global`` at 0.9, ``unit`` at 0.5 as
   masks and physically (``prune.physical: true``).
@@ -27,17 +55,24 @@ difference| between the pruned model and its export. Machine load while timing i
 reported (``machine_load.py``).
 
 Usage: uv run python bench/efficiency.py [--rounds N] [--batch 64] [--only weight-0.9] [--json PATH] [--check]
+       [--int8 [--engines fbgemm x86 onednn] [--onednn-isa AVX2]] [--no-ort] [--ort-spin]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import dataclasses
+import io
 import json
+import logging
+import os
 import platform
+import subprocess
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +96,8 @@ from prunelab.train import checkpoint
 OUT = Path(__file__).resolve().parent / "out" / "efficiency.json"
 CLASSES = 10
 TRAIN_IMAGES = 1024
+ISA_ENV = "ONEDNN_MAX_CPU_ISA"
+ENGINES = ("fbgemm", "x86", "onednn")
 
 
 @dataclass(frozen=True)
@@ -112,6 +149,108 @@ def file_bytes(model: torch.nn.Module, case: Case, path: Path) -> int:
     return path.stat().st_size
 
 
+class OrtModule(torch.nn.Module):
+    """An ONNX Runtime session called like a module: the input's memory handed to ORT as a
+    NumPy array and its output handed back as a tensor, neither copied."""
+
+    def __init__(self, path: Path, spin: bool) -> None:
+        import onnxruntime as ort
+
+        super().__init__()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()  # the same threads as PyTorch
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0].name
+        self.threads = options.intra_op_num_threads
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.session.run(None, {self.input: x.contiguous().numpy()})[0])
+
+
+def write_onnx(model: torch.nn.Module, shape: tuple[int, ...], path: Path) -> Path:
+    """``model`` as an ONNX file with a dynamic batch dimension (torch.onnx.export, dynamo)."""
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.rand(2, *shape),),
+            str(path),
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_axes={"x": {0: "batch"}, "logits": {0: "batch"}},
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    return path
+
+
+def ort_int8(path: Path) -> Path:
+    """ORT's dynamic int8 quantization of an ONNX file (int8 weights, MatMulInteger)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = path.with_name(f"{path.stem}-int8.onnx")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # it advises pre-processing (shape inference) on every call
+    try:
+        quantize_dynamic(str(path), str(out), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+    return out
+
+
+def torch_int8(model: torch.nn.Module, engine: str) -> torch.nn.Module:
+    """PyTorch's dynamic int8 quantization of ``model``'s Linear layers, packed for ``engine``."""
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization's deprecation notice
+            return torch.ao.quantization.quantize_dynamic(
+                copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8
+            ).eval()
+    finally:
+        torch.backends.quantized.engine = before
+
+
+PROBE = """
+import warnings; warnings.simplefilter("ignore")
+import torch
+torch.backends.quantized.engine = "onednn"
+m = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(64, 64)), {torch.nn.Linear})
+m(torch.rand(4, 64))
+"""
+
+
+def onednn_probe() -> dict:
+    """The ISA oneDNN runs on here and its int8 matmul implementation, under this process's
+    environment (ONEDNN_MAX_CPU_ISA included): from ONEDNN_VERBOSE in a child process."""
+    env = {**os.environ, "ONEDNN_VERBOSE": "1"}
+    run = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=300)
+    isa = matmul = None
+    for line in run.stdout.splitlines():
+        fields = line.split(",")
+        if ",info,cpu,isa:" in line:
+            isa = line.split("isa:", 1)[1]
+        elif ",exec,cpu,matmul," in line and matmul is None:
+            matmul = fields[fields.index("matmul") + 1]
+    return {"onednn_isa": isa, "onednn_int8_matmul": matmul}
+
+
+def logit_error(got: torch.Tensor, expected: torch.Tensor) -> dict:
+    diff = float((got - expected).abs().max())
+    return {
+        "max_abs_logit_diff": diff,
+        "rel_logit_diff": diff / max(float(expected.abs().max()), 1e-30),
+        "same_argmax": float((got.argmax(1) == expected.argmax(1)).float().mean()),
+    }
+
+
 def run_case(case: Case, args: argparse.Namespace, folder: Path) -> dict:
     shape = SHAPE[case.model]
     dense = build(case)
@@ -151,6 +290,35 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> dict:
         "pruned_eager": pruned,
     }
     result["dense_export_bytes"] = dense_info.bytes
+    # more sides in the same rounds: ONNX Runtime, and int8 (their fp32 references: dense, pruned)
+    extra: dict[str, tuple[torch.nn.Module, torch.nn.Module]] = {}
+    if not args.no_ort:
+        import onnxruntime
+
+        onnx_dense = write_onnx(dense, shape, folder / f"{case.name}-dense.onnx")
+        onnx_pruned = write_onnx(pruned, shape, folder / f"{case.name}-pruned.onnx")
+        extra["ort_dense"] = (OrtModule(onnx_dense, args.ort_spin), dense)
+        extra["ort_pruned"] = (OrtModule(onnx_pruned, args.ort_spin), pruned)
+        result.update(
+            ort_version=onnxruntime.__version__,
+            ort_threads=extra["ort_dense"][0].threads,
+            ort_spinning=args.ort_spin,
+            ort_dense_onnx_bytes=onnx_dense.stat().st_size,
+            ort_pruned_onnx_bytes=onnx_pruned.stat().st_size,
+        )
+    if args.int8 and case.model == "mlp":
+        for engine in args.engines:
+            extra[f"int8_{engine}_dense"] = (torch_int8(dense, engine), dense)
+            extra[f"int8_{engine}_pruned"] = (torch_int8(pruned, engine), pruned)
+        if not args.no_ort:
+            extra["ort_int8_dense"] = (OrtModule(ort_int8(onnx_dense), args.ort_spin), dense)
+            extra["ort_int8_pruned"] = (OrtModule(ort_int8(onnx_pruned), args.ort_spin), pruned)
+        result.update(int8_engines=list(args.engines), onednn_max_cpu_isa=os.environ.get(ISA_ENV), **args.probe)
+    with torch.inference_mode():
+        for side, (module, reference) in extra.items():
+            for key, value in logit_error(module(x), reference(x)).items():
+                result[f"{side}_{key}"] = value
+    sides.update({side: module for side, (module, _) in extra.items()})
     for batch in (args.batch, 1):
         times = compare_latency(sides, shape, batch, policy=dataclasses.replace(BENCH, rounds=args.rounds))
         for side, t in times.items():
@@ -159,6 +327,11 @@ def run_case(case: Case, args: argparse.Namespace, folder: Path) -> dict:
         result[f"speedup_b{batch}"] = times["dense"].median / times["export"].median
         result[f"speedup_vs_eager_b{batch}"] = times["dense_eager"].median / times["export"].median
         result["threads"] = times["dense"].threads
+        if "ort_dense" in times:  # prunelab's export against ONNX Runtime running the dense model
+            result[f"speedup_vs_ort_b{batch}"] = times["ort_dense"].median / times["export"].median
+        for side in extra:  # each extra side against the fp32 dense export and the fp32 dense module
+            result[f"{side}_speedup_b{batch}"] = times["dense"].median / times[side].median
+            result[f"{side}_speedup_vs_eager_b{batch}"] = times["dense_eager"].median / times[side].median
     for side in ("dense", "export"):
         result[f"{side}_peak_infer_bytes_b{args.batch}"] = peak_inference(sides[side], shape, args.batch).bytes
     images = torch.randint(
@@ -235,6 +408,27 @@ def table(results: dict[str, dict], batch: int) -> None:
         )
 
 
+def extra_table(results: dict[str, dict], batch: int, sides: list[str]) -> None:
+    """The extra sides' median ms per batch and ratios of medians from the same rounds: the fp32
+    dense export / the side (x), the fp32 dense module / the side (eager), ORT dense / the side (ort)."""
+    print(
+        f"{'case':<18} {'side':<20}"
+        + "".join(f"  {f'b{b} ms':>8} {'x':>6} {'eager':>6} {'ort':>6}" for b in (batch, 1))
+        + f"  {'Δlogit':>7} {'argmax':>6}"
+    )
+    for name, r in results.items():
+        for side in [s for s in sides if f"{s}_ms_b1" in r]:
+            line = f"{name:<18} {side:<20}"
+            for b in (batch, 1):
+                ms = r[f"{side}_ms_b{b}"]
+                ort = f"{r[f'ort_dense_ms_b{b}'] / ms:>5.2f}x" if f"ort_dense_ms_b{b}" in r else "-"
+                dense, eager = r[f"dense_ms_b{b}"] / ms, r[f"dense_eager_ms_b{b}"] / ms
+                line += f"  {ms:>8.3f} {dense:>5.2f}x {eager:>5.2f}x {ort:>6}"
+            if f"{side}_rel_logit_diff" in r:
+                line += f"  {r[f'{side}_rel_logit_diff']:>7.1e} {r[f'{side}_same_argmax']:>6.3f}"
+            print(line)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -247,7 +441,23 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", help="run only these cases")
     parser.add_argument("--json", type=Path, default=OUT, help=f"where to write the results (default {OUT})")
     parser.add_argument("--check", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--no-ort", action="store_true", help="leave out the ONNX Runtime sides")
+    parser.add_argument("--ort-spin", action="store_true", help="let ORT's intra-op threads spin between calls")
+    parser.add_argument("--int8", action="store_true", help="add int8 dynamic quantization sides (R1 MLP cases)")
+    parser.add_argument(
+        "--engines",
+        nargs="*",
+        default=[e for e in ENGINES if e in torch.backends.quantized.supported_engines],
+        help="PyTorch quantized engines to time with --int8 (default: those of fbgemm, x86, onednn here)",
+    )
+    parser.add_argument(
+        "--onednn-isa",
+        help=f"run with {ISA_ENV} set to this (e.g. AVX2: no VNNI); the script re-executes itself with it",
+    )
     args = parser.parse_args()
+    if args.onednn_isa and os.environ.get(ISA_ENV) != args.onednn_isa:  # oneDNN reads it once, at start
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, ISA_ENV: args.onednn_isa})
+    args.probe = onednn_probe() if args.int8 else {}
 
     cases = [c for c in CASES if not args.only or c.name in args.only]
     results: dict[str, dict] = {}
@@ -267,6 +477,22 @@ def main() -> int:
         f"rows kernel at batch {args.batch}/1"
     )
     table(results, args.batch)
+    if not args.no_ort:
+        print(
+            f"\nONNX Runtime {next(iter(results.values())).get('ort_version')}, CPUExecutionProvider, "
+            f"{torch.get_num_threads()} intra-op threads, spinning {'on' if args.ort_spin else 'off'}, "
+            "same rounds; export: prunelab's export of the pruned model"
+        )
+        extra_table(results, args.batch, ["ort_dense", "ort_pruned", "export"])
+    if args.int8:
+        print(
+            f"\nint8 dynamic quantization: {ISA_ENV}={os.environ.get(ISA_ENV, '(unset)')}, oneDNN ISA "
+            f"{args.probe.get('onednn_isa')}, int8 matmul {args.probe.get('onednn_int8_matmul')}; x = the fp32 "
+            "dense export / the side (same rounds); eager = the fp32 dense nn.Module / the side; "
+            "Δlogit: largest |difference| from the fp32 model, relative to its largest |logit|"
+        )
+        sides = [f"int8_{e}_{m}" for e in args.engines for m in ("dense", "pruned")]
+        extra_table(results, args.batch, sides + ([] if args.no_ort else ["ort_int8_dense", "ort_int8_pruned"]))
     control = results.get("mlp-dense", {}).get("speedup_b1")
     checks = [t for c in cases for t in targets(c, results[c.name], args.batch, control)]
     print()
