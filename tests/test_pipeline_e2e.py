@@ -139,6 +139,50 @@ def test_every_model_is_exported_and_measured_counts_exact_and_timings_apart(pro
     assert (proj / "metrics/speed/evaluate.json").read_bytes() != timed
 
 
+def test_the_compressed_file_is_measured_as_loaded_back_and_every_sweep_point_has_one(proj):
+    import torch
+
+    from prunelab.data import load_prepared
+    from prunelab.export import load_export
+    from prunelab.train.evaluate import evaluate
+
+    compressed = read_json(proj, "metrics/compress.json")
+    path = proj / "models/export/compressed/model.sparse"
+    baseline = read_json(proj, "metrics/baseline/seed-0.json")
+    assert compressed["compressed_bytes"] == path.stat().st_size
+    assert compressed["compression_factor"] == pytest.approx(baseline["export_bytes"] / path.stat().st_size)
+    assert compressed["compression_factor"] > read_json(proj, "metrics/evaluate.json")["export_size_ratio"] ** -1
+    data = path.read_bytes()  # the container's header: JSON after a 20-byte preamble (export/integrity.py)
+    assert json.loads(data[20 : 20 + int.from_bytes(data[12:20], "little")])["version"] == 2
+    loaded = load_export(path, force="dense")
+    test = load_prepared(proj / "data/prepared/dataset.pt").test
+    assert compressed["compressed_test_accuracy"] == evaluate(loaded, test, torch.device("cpu"))["accuracy"]
+    with open(proj / "results/sweep.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(float(r["compression_factor"]) > 1 and r["compressed_test_accuracy"] for r in rows)
+    assert float(rows[2]["compressed_bytes"]) < float(rows[2]["export_bytes"])  # weight k=0.9: smaller again
+    curves = (proj / "results/plots/curves.csv").read_text()
+    assert (
+        "weight, compressed" in curves and "compressed_holds_until" in (proj / "results/sweep_summary.json").read_text()
+    )
+    shown = sh(proj, "dvc", "metrics", "show").stdout
+    assert "metrics/compress.json" in shown
+    # which stages a compress param reaches: the compress stage and the sweeps (then their reports)
+    original = (proj / "params.yaml").read_text()
+    (proj / "params.yaml").write_text(original.replace("bits: 5", "bits: 6", 1))
+    try:
+        stale = sh(proj, "dvc", "status", "--json").stdout
+        assert set(json.loads(stale)) == {"compress", "sweep@weight-0", "sweep@unit-0"}
+        (proj / "params.yaml").write_text(original.replace("bits: 5", "bits: 9", 1))
+        before = path.read_bytes()
+        out = sh(proj, "dvc", "repro", "compress", check=False)
+        text = out.stdout + out.stderr
+        assert out.returncode != 0 and "compress.bits = 9" in text and "from 2 to 8" in text
+        assert "Traceback" not in text and path.read_bytes() == before
+    finally:
+        (proj / "params.yaml").write_text(original)
+
+
 def test_a_damaged_export_is_refused_in_one_line_and_earlier_results_kept(proj):
     export = proj / "models/export/finetuned/model.sparse"
     data, before = export.read_bytes(), (proj / "metrics/evaluate.json").read_bytes()
@@ -250,7 +294,7 @@ def test_exp_run_reruns_only_what_depends_on_sparsity(proj):
     assert "Running stage 'prune'" in out and "Running stage 'evaluate'" in out
     assert read_json(proj, "metrics/evaluate.json")["sparsity_prunable"] == pytest.approx(0.5, abs=1e-4)
     exp_runs = [r for r in runs(proj) if r["id"] not in earlier]
-    assert sorted(r["tags"]["stage"] for r in exp_runs) == ["evaluate", "finetune", "prune"]
+    assert sorted(r["tags"]["stage"] for r in exp_runs) == ["compress", "evaluate", "finetune", "prune"]
     assert all(r["tags"]["dvc_exp"] not in ("", "workspace") for r in exp_runs)  # tagged with the experiment
     table = list(csv.DictReader(sh(proj, "dvc", "exp", "show", "--csv").stdout.splitlines()))
     exp_rows = [r for r in table if r["Experiment"] and r["prune.sparsity"] == "0.5"]
