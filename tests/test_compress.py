@@ -1,5 +1,6 @@
 """Deep Compression: quantization (k-means, linear), the compact encoding, the version-2 file, and its checks."""
 
+import bz2
 import copy
 import json
 import lzma
@@ -138,17 +139,18 @@ def test_entropy_coding_beats_packing_on_skewed_symbols_and_never_loses():
     g = torch.Generator().manual_seed(0)
     skewed = torch.where(torch.rand(20000, generator=g) < 0.9, 3, torch.randint(0, 32, (20000,), generator=g))
     coding, data = codec.entropy_code(skewed, 5)
-    assert coding in ("lzma", "zlib") and len(data) < len(codec.pack_bits(skewed, 5)) / 2
+    assert coding in ("lzma", "bz2", "zlib") and len(data) < len(codec.pack_bits(skewed, 5)) / 2
     uniform = torch.randint(0, 32, (20000,), generator=g)
     assert len(codec.entropy_code(uniform, 5)[1]) <= len(codec.pack_bits(uniform, 5))
     assert torch.equal(codec.entropy_decode(coding, data, 5, 20000), skewed)
 
 
-@pytest.mark.parametrize("coding", ["zlib", "lzma", "packed"])
+@pytest.mark.parametrize("coding", ["zlib", "bz2", "lzma", "packed"])
 def test_a_stream_that_is_short_long_or_cut_is_refused(coding):
     symbols = torch.arange(300) % 7
     data = {
         "zlib": zlib.compress(bytes(symbols.tolist())),
+        "bz2": bz2.compress(bytes(symbols.tolist())),
         "lzma": lzma.compress(bytes(symbols.tolist()), format=lzma.FORMAT_RAW, filters=codec._LZMA),
         "packed": codec.pack_bits(symbols, 3),
     }[coding]
@@ -245,7 +247,9 @@ def _reseal(path, header, data):
 )
 def test_a_crafted_header_is_one_line_naming_the_file(tmp_path, tamper):
     model = mlp()
-    info = export_model(model, SHAPE, tmp_path / "c", structural=False, shared=quantize(model, "kmeans", 5))
+    info = export_model(
+        model, SHAPE, tmp_path / "c", structural=False, shared=quantize(model, "kmeans", 5), force="dense"
+    )
     header, data = _header(info.path)
     tamper(header["layers"][next(iter(header["layers"]))])
     _reseal(info.path, header, data)
@@ -256,7 +260,9 @@ def test_a_crafted_header_is_one_line_naming_the_file(tmp_path, tamper):
 
 def test_truncated_flipped_and_future_files_are_refused(tmp_path):
     model = mlp()
-    info = export_model(model, SHAPE, tmp_path / "c", structural=False, shared=quantize(model, "kmeans", 5))
+    info = export_model(
+        model, SHAPE, tmp_path / "c", structural=False, shared=quantize(model, "kmeans", 5), force="dense"
+    )
     good = info.path.read_bytes()
     for bad in (good[: len(good) // 2], good[:-1], good[:300] + bytes([good[300] ^ 1]) + good[301:]):
         info.path.write_bytes(bad)
@@ -318,8 +324,11 @@ def test_trained_quantization_moves_only_the_shared_values(tiny_data):
 
 def test_int8_files_may_run_pytorchs_int8_kernel_when_asked_and_only_then(tmp_path):
     model = mlp(sparsity=0.5)
-    linear8 = export_model(model, SHAPE, tmp_path / "l8", structural=False, shared=quantize(model, "linear", 8))
-    kmeans5 = export_model(model, SHAPE, tmp_path / "k5", structural=False, shared=quantize(model, "kmeans", 5))
+
+    def write(name, shared):
+        return export_model(model, SHAPE, tmp_path / name, structural=False, shared=shared, force="dense")
+
+    linear8, kmeans5 = write("l8", quantize(model, "linear", 8)), write("k5", quantize(model, "kmeans", 5))
     plain = load_export(linear8.path, force="dense")
     assert all("int8" not in layer.available for layer in plain.sparse_layers.values())  # not unless asked
     fast = load_export(linear8.path, force="int8", int8=True)

@@ -25,6 +25,7 @@ TINY = {
     "finetune": {"epochs": 2},
     "prune": {"sparsity": 0.9},
     "sweep": {"sparsities": [0.0, 0.5, 0.9], "finetune_epochs": 1},
+    "compress": {"sweep": True},  # the compressed regime (off in the default run, for its time)
 }
 
 

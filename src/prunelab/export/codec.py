@@ -14,8 +14,9 @@ A layer stored ``shared`` is three streams and a table:
   integers q with |q| ≤ 2**(bits-1) - 1, stored as q + 2**(bits-1) - 1, and the ``table``
   holds one scale per output channel (value = q × scale of its row);
 - each stream is then entropy coded by the standard library: LZMA2 (a range coder over
-  its LZ model) or zlib (Huffman) over one byte per symbol, or left packed to its bits,
-  whichever is smallest (``coding``). No coder is written here.
+  its LZ model), bzip2 (Burrows-Wheeler, then Huffman) or zlib (Huffman) over one byte per
+  symbol, or left packed to its bits, whichever is smallest (``coding``). No coder is
+  written here.
 
 Decoding checks every count and bound before it builds a tensor, and inflates no stream
 past the length its header announces (no decompression bomb).
@@ -23,6 +24,7 @@ past the length its header announces (no decompression bomb).
 
 from __future__ import annotations
 
+import bz2
 import lzma
 import math
 import zlib
@@ -36,9 +38,10 @@ from prunelab.config.sections import COMPRESS_BITS as BITS  # codes of 2 to 8 bi
 from prunelab.config.sections import COMPRESS_SCHEMES as SCHEMES
 
 POSITIONS = ("all", "bitmask", "relative")
-CODINGS = ("packed", "zlib", "lzma")
-# raw LZMA2 (no 60-byte .xz framing); preset 6: as small as 9 on these streams (within 0.2 %), and
-# its 8 MiB dictionary is set up five times faster, which a small layer notices
+CODINGS = ("packed", "zlib", "bz2", "lzma")
+LZMA_UP_TO = 2**18
+# raw LZMA2 (no 60-byte .xz framing); preset 6: within 0.2 % of preset 9's size on R1's layers
+# (measured at k = 0.5 and 0.95), and its 8 MiB dictionary is set up five times faster
 _LZMA = [{"id": lzma.FILTER_LZMA2, "preset": 6}]
 _MAX_INDEX_BITS = 8
 
@@ -106,16 +109,20 @@ def unpack_bits(data: bytes, bits: int, count: int) -> torch.Tensor:
 
 
 def entropy_code(symbols: torch.Tensor, bits: int) -> tuple[str, bytes]:
-    """The smallest of the symbols packed to ``bits`` and one byte per symbol through LZMA2 or zlib.
+    """The smallest of the symbols packed to ``bits`` and one byte per symbol through zlib, bzip2 or LZMA2.
 
     One-bit symbols (a bitmask) stay packed: one byte per bit gives the coders eight times the
-    input for at most what packing saves (measured: never smaller, and zlib took seconds)."""
+    input for at most what packing saves (measured: never smaller, and zlib took seconds).
+    LZMA2 is tried on streams up to ``LZMA_UP_TO`` symbols: it is the smallest by 5-10 % but
+    takes about 0.3 s per MB, which the sweep's low-k points (a million codes a layer) would
+    pay 26 times; zlib and bzip2 take a tenth of that."""
     packed = pack_bits(symbols, bits)
     options = {"packed": packed}
     if bits > 1:
         one_per_byte = symbols.to(torch.uint8).numpy().tobytes()
         options["zlib"] = zlib.compress(one_per_byte, 6)  # level 9 is no smaller here, and slow on repetitive input
-        if len(one_per_byte) >= 64:  # below that, LZMA2's own framing outweighs anything it saves
+        options["bz2"] = bz2.compress(one_per_byte, 9)
+        if 64 <= len(one_per_byte) <= LZMA_UP_TO:  # below 64, LZMA2's own framing outweighs what it saves
             options["lzma"] = lzma.compress(one_per_byte, format=lzma.FORMAT_RAW, filters=_LZMA)
     coding = min(CODINGS, key=lambda c: len(options[c]) if c in options else math.inf)  # packed on a tie
     return coding, options[coding]
@@ -126,6 +133,8 @@ def entropy_decode(coding: str, data: bytes, bits: int, count: int) -> torch.Ten
         return unpack_bits(data, bits, count)
     if coding == "zlib":
         inflate = zlib.decompressobj()
+    elif coding == "bz2":
+        inflate = bz2.BZ2Decompressor()
     elif coding == "lzma":
         inflate = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=_LZMA)
     else:
