@@ -18,6 +18,7 @@ from prunelab.models import MODELS
 from prunelab.pipeline.compress import compress_model
 from prunelab.pruning import METHODS
 from prunelab.pruning.masks import make_permanent
+from prunelab.pruning.options import configure
 from prunelab.train.evaluate import evaluate
 
 
@@ -342,3 +343,17 @@ def test_int8_files_may_run_pytorchs_int8_kernel_when_asked_and_only_then(tmp_pa
     # a k-means file is not int8: the kernel is not offered, forcing it runs dense
     shared = load_export(kmeans5.path, force="int8", int8=True)
     assert {k for layer in shared.sparse_layers.values() for k in layer.kernels.values()} == {"dense"}
+
+
+def test_a_filter_pruned_cnn_compresses_its_convolutions_too(tmp_path):
+    torch.manual_seed(0)
+    shape = (3, 32, 32)
+    model = MODELS.get("cifar_cnn")(ModelConfig(name="cifar_cnn", bias=True), shape, 10).eval()
+    METHODS.get("filter").prune(model, configure(method="filter", sparsity=0.5), shape)
+    make_permanent(model)
+    shared = quantize(model, "kmeans", 6)
+    assert any(s.mask.dim() == 4 for s in shared.values())  # conv weights are quantized as well
+    info = export_model(model, shape, tmp_path / "cnn", structural=True, shared=shared, force="dense")
+    x = torch.rand(2, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(load_export(info.path, force="dense")(x), apply(model, shared)(x), atol=1e-4)
