@@ -369,12 +369,14 @@ def test_polynomial_schedule_prunes_during_finetuning(proj):
     assert ramp == sorted(ramp) and ramp[-1] == 0.6
 
 
-def test_physical_unit_pruning_runs_through_every_stage(proj):
-    sh(
+def test_physical_unit_pruning_runs_through_prune_to_evaluate_and_the_sweep(proj):
+    sh(  # up to evaluate and the unit sweep: compress, plot and efficiency run the same code whatever the model
         proj,
         "dvc",
         "exp",
         "run",
+        "evaluate",
+        "sweep@unit-0",
         "-S",
         "prune.method=unit",
         "-S",
