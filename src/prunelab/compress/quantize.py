@@ -75,22 +75,13 @@ def check(scheme: str, bits: int) -> None:
         raise ValueError(f"bits {bits}: expected an integer from {BITS[0]} to {BITS[1]}")
 
 
-def quantizable(model: nn.Module) -> dict[str, nn.Module]:
-    """Every Linear and Conv layer with a weight, classifier included (Han et al. quantize all)."""
-    from prunelab.pruning.layers import prunable_types
-
-    return {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, prunable_types()) and isinstance(getattr(m, "weight", None), torch.Tensor)
-    }
-
-
 def quantize(model: nn.Module, scheme: str, bits: int) -> dict[str, Shared]:
     """Each quantizable layer's weight shared by ``scheme`` at ``bits``; the model is not changed.
     A model's pruning masks must be permanent (``pruning.masks.make_permanent``): zeros are the mask."""
     check(scheme, bits)
-    layers = quantizable(model)
+    from prunelab.pruning.layers import weighted_layers
+
+    layers = weighted_layers(model)  # every Linear and Conv, the classifier too: Han et al. quantize all
     if not layers:
         raise ValueError(f"the model has no Linear or Conv layer for {scheme} quantization to apply to")
     return {name: SCHEMES[scheme](m.weight, bits) for name, m in layers.items()}

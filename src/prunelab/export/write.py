@@ -64,17 +64,6 @@ class ExportInfo:
         )
 
 
-def _layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every Linear and Conv layer with a weight, by name: the weights the container may compress."""
-    from prunelab.pruning.layers import prunable_types
-
-    return {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(m, prunable_types()) and isinstance(getattr(m, "weight", None), torch.Tensor)
-    }
-
-
 def _target(path_without_suffix: str | Path, fmt: str) -> Path:
     return Path(str(path_without_suffix) + SUFFIXES[fmt])
 
@@ -106,16 +95,18 @@ def export_model(
     """
     import copy
 
+    from prunelab.pruning.layers import weighted_layers
     from prunelab.pruning.masks import make_permanent
 
     shape = tuple(int(d) for d in input_shape)
     prepared = copy.deepcopy(model).cpu().eval()
     make_permanent(prepared)
+    layers = weighted_layers(prepared)  # the weights the container may compress
     shared = dict(shared or {})
-    for name, layer in shared.items():  # the file holds the shared values: so does what it is checked against
-        with torch.no_grad():
-            prepared.get_submodule(name).weight.copy_(layer.dense().reshape(prepared.get_submodule(name).weight.shape))
-    storage = {} if structural else {name: container.choose_storage(m.weight) for name, m in _layers(prepared).items()}
+    with torch.no_grad():  # the file holds the shared values: so does what it is checked against
+        for name, layer in shared.items():
+            layers[name].weight.copy_(layer.dense().reshape(layers[name].weight.shape))
+    storage = {} if structural else {name: container.choose_storage(m.weight) for name, m in layers.items()}
     storage |= dict.fromkeys(shared, container.SHARED)
     compressed = {name: s for name, s in storage.items() if s != container.DENSE}
     fmt = "sparse" if compressed else "pt2"
@@ -129,7 +120,6 @@ def export_model(
                 pt2.save(program, fh)
             integrity.seal_pt2(tmp, {"format": PT2_FORMAT, "version": VERSION, "input_shape": list(shape)})
     else:
-        layers = _layers(prepared)
         arrays = {
             name: (s, layers[name].weight.detach(), container.encode(layers[name].weight, s))
             for name, s in compressed.items()

@@ -37,6 +37,18 @@ def prunable_layers(model: nn.Module, include_classifier: bool = False) -> dict[
     return {name: m for name, m in model.named_modules() if isinstance(m, types) and name != skip}
 
 
+def weighted_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every Linear and Conv layer with a weight, by name, the classifier included: what an export
+    stores per layer and what quantization shares (masks, if attached, must be made permanent)."""
+    import torch
+
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, prunable_types()) and isinstance(getattr(m, "weight", None), torch.Tensor)
+    }
+
+
 def linear_layers(layers: dict[str, nn.Module]) -> dict[str, nn.Linear]:
     from torch import nn
 
