@@ -15,4 +15,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    runner.run(main)
+    runner.run(main, "prune")

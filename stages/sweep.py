@@ -21,4 +21,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    runner.run(main)
+    runner.run(main, "sweep")

@@ -20,4 +20,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    runner.run(main)
+    runner.run(main, "train_baseline")

@@ -63,7 +63,19 @@ def covered(path: Path, deps: list[str]) -> bool:
     return any(path == Path(d) or Path(d) in path.parents for d in deps)
 
 
-PACKAGES_AS_ONE = ("config", "data", "models", "pruning", "train", "measure", "export", "track", "report", "compress")
+PACKAGES_AS_ONE = (
+    "config",
+    "data",
+    "models",
+    "pruning",
+    "train",
+    "measure",
+    "export",
+    "track",
+    "report",
+    "compress",
+    "parallel",
+)
 
 
 def deps_for(script: Path) -> list[str]:

@@ -27,6 +27,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     next write of the same output does. Only one stage writes an output, and DVC runs one
     stage per workspace at a time, so such a file is never another writer's.
     """
+    from prunelab.parallel import current
+
+    if not (world := current()).writer:  # a bug, not bad input: ranks other than 0 never write
+        raise RuntimeError(f"rank {world.rank} of {world.size} tried to write {path}: only rank 0 writes")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(TMP_PATTERN.format(name=target.name)):
@@ -64,8 +68,13 @@ def write_torch(path: str | os.PathLike[str], obj: Any) -> Path:
     return write_with(path, save)
 
 
-def read_torch(path: str | os.PathLike[str], what: str, keys: tuple[str, ...] = ()) -> dict[str, Any]:
+def read_torch(
+    path: str | os.PathLike[str], what: str, keys: tuple[str, ...] = (), *, mmap: bool = False
+) -> dict[str, Any]:
     """``torch.load(weights_only=True)`` of a file a stage wrote: a dict of tensors and plain values.
+
+    ``mmap``: the tensors are views of the file, mapped into memory: the processes reading
+    one file share its pages in the page cache instead of each holding a copy.
 
     Anything else (unreadable, truncated, foreign, holding Python objects, missing ``keys``)
     is one PrunelabError naming the file, what was expected and what to rerun. It never
@@ -80,7 +89,7 @@ def read_torch(path: str | os.PathLike[str], what: str, keys: tuple[str, ...] = 
     path = Path(path)
     expected = f"expected {what} written by prunelab; {rerun_hint(path)}"
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
         raise PrunelabError(
             f"{path}: refused: it holds Python objects, not only tensors and plain values, "

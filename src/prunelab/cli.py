@@ -23,21 +23,34 @@ def _terminate(signum, frame):
     raise SystemExit(EXIT_TERMINATED)  # unwinds like Ctrl-C: tracking marks the run KILLED
 
 
-def run(main: Callable[[], None], on_error: Callable[[PrunelabError], str | None] | None = None) -> None:
-    """Run ``main``; ``on_error`` may undo something after a refused input and say what (one line)."""
+def run(
+    main: Callable[[], None],
+    on_error: Callable[[PrunelabError], str | None] | None = None,
+    *,
+    quiet_errors: bool = False,
+    quiet_signals: bool = False,
+) -> None:
+    """Run ``main``; ``on_error`` may undo something after a refused input and say what (one line).
+
+    A rank of a multi-process stage says less: ranks other than 0 print no refused input
+    (``quiet_errors``: rank 0 reads the same input and says it once), and ranks whose
+    launcher reports for them print nothing when stopped (``quiet_signals``).
+    """
     signal.signal(signal.SIGTERM, _terminate)
     try:
         main()
     except PrunelabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if on_error is not None and (undone := on_error(exc)):
-            print(undone, file=sys.stderr)
+        if not quiet_errors:
+            print(f"error: {exc}", file=sys.stderr)
+            if on_error is not None and (undone := on_error(exc)):
+                print(undone, file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
-        print("\ninterrupted: the run is marked KILLED; outputs keep their previous content", file=sys.stderr)
+        if not quiet_signals:
+            print("\ninterrupted: the run is marked KILLED; outputs keep their previous content", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit as exc:
-        if exc.code == EXIT_TERMINATED:
+        if exc.code == EXIT_TERMINATED and not quiet_signals:
             print(
                 "\nterminated (SIGTERM): the run is marked KILLED; outputs keep their previous content", file=sys.stderr
             )

@@ -114,10 +114,14 @@ class OptimConfig(Section):
 class TrainConfig(OptimConfig):
     SECTION: ClassVar[str] = "train"
     device: str = "cpu"  # bit-identical reruns; 'auto' picks CUDA when present
+    # processes that train together (DDP ranks under torchrun, one per GPU or a few per CPU);
+    # 1 runs the stage in its own process, with no launcher
+    nproc: int = 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice(self.key("device"), self.device, DEVICES)
+        check_int(self.key("nproc"), self.nproc)
 
 
 @dataclass(frozen=True)

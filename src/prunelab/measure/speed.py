@@ -26,11 +26,15 @@ def speed(subject: Subject) -> dict[str, Any]:
     import torch
 
     from prunelab.train.evaluate import EVAL_BATCH
+    from prunelab.train.evaluate import eval_batch as fitting_batch
 
     shape = subject.image_shape()
     device = device_of(subject.device)
-    # the batch evaluate runs: EVAL_BATCH, or the whole test split where it is smaller
-    eval_batch = min(EVAL_BATCH, len(subject.split)) if subject.split is not None else EVAL_BATCH
+    # the batch evaluate runs: EVAL_BATCH or fewer where the model's activations need it
+    # (train.evaluate.eval_batch), or the whole test split where it is smaller
+    eval_batch = EVAL_BATCH
+    if subject.split is not None:
+        eval_batch = min(fitting_batch(subject.model, subject.split.images[:2].to(device)), len(subject.split))
     out: dict[str, Any] = {"threads": torch.get_num_threads(), "eval_batch": eval_batch}
     if shape is not None:
         sides = {"": subject.model}
@@ -93,8 +97,9 @@ METRICS.add(
             Column("latency_b1_iqr_ms", "interquartile range of those times, ms", **_TIMED),
             Column(
                 "eval_batch",
-                "the evaluation batch the throughputs are measured at: EVAL_BATCH (1,024), or the "
-                "test split's size where smaller (the batch evaluate runs)",
+                "the evaluation batch the throughputs are measured at: EVAL_BATCH (1,024), fewer where the "
+                "model's activations would not fit the device, or the test split's size where smaller "
+                "(the batch evaluate runs)",
                 **_TIMED,
             ),
             Column(

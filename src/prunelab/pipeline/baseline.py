@@ -6,7 +6,7 @@ checkpoint also keeps the rewind points iterative pruning needs (``pruning.imp.R
 
 from __future__ import annotations
 
-from prunelab import atomic, config, paths
+from prunelab import atomic, config, parallel, paths
 from prunelab.data import load_prepared
 from prunelab.measure.parameters import count_params
 from prunelab.models import build_for, model_config
@@ -55,6 +55,8 @@ def train_baseline(seed: int) -> None:
             on_epoch=after_epoch,
             augment=augment,
         )
+        if not parallel.is_writer():
+            return  # every rank trained; rank 0 alone tests, measures, writes and logs
         test = evaluate(model, data.test, device)
         model.cpu()
         checkpoint.save(

@@ -6,7 +6,7 @@ until the target sparsity (early stopping waits for the target).
 
 from __future__ import annotations
 
-from prunelab import atomic, config, paths
+from prunelab import atomic, config, parallel, paths
 from prunelab.data import load_prepared
 from prunelab.pipeline import exports, runner
 from prunelab.pruning import METHODS, prunable_layers
@@ -61,6 +61,8 @@ def finetune() -> None:
             augment=augment,
             pruner=pruner,
         )
+        if not parallel.is_writer():
+            return  # every rank fine-tuned; rank 0 alone writes and logs
         make_permanent(model)
         model.cpu()
         meta = {**meta, "finetune_epochs_run": len(result.history), "finetune_best_epoch": result.best_epoch}

@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from prunelab import atomic, config, paths
+from prunelab import atomic, config, parallel, paths
 from prunelab.measure import METRICS, Subject
 from prunelab.pipeline import exports
 from prunelab.pruning import METHODS, Pruned, prune_config
@@ -41,6 +41,8 @@ def prune() -> None:
     with track.start_run(f"prune {cfg.method} {cfg.label}", params={"prune": cfg.as_dict()}, tags=tags):
         if cfg.iterative:  # IMP: levels up through sweep.sparsities below the target, then the target
             pruned = iterative(base, cfg, params, seed, tags)
+            if not parallel.is_writer():
+                return  # IMP trained on every rank; rank 0 alone writes
         else:
             pruned = prune_point(base.model, cfg, base.input_shape)
         make_permanent(base.model)

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from prunelab import atomic, config, paths
+from prunelab import atomic, config, parallel, paths
 from prunelab.data import load_prepared
 from prunelab.pipeline.compress import compress_model
 from prunelab.pipeline.exports import SweepMeasure
@@ -73,15 +73,19 @@ def sweep(method: str, seed: int) -> None:
         "seed": seed,
         "compress": compress_cfg.as_dict(),
     } | {f"prune.{k}": v for k, v in first.options.as_dict().items()}
+    writer = parallel.is_writer()
     with track.start_run(f"sweep {method} seed {seed}", params=run_params, dataset=log.dataset, tags=log.tags()):
         points = run_sweep(
-            Sweep(base.model, data, tune, seed, device, augment, iterative, measured),
+            # every rank prunes and fine-tunes each point; rank 0 alone measures, writes and logs
+            Sweep(base.model, data, tune, seed, device, augment, iterative, measured if writer else None),
             prune_cfg,
             method,
             sweep_cfg.sparsities,
-            on_point=log.point,
-            on_level=log.level,
+            on_point=log.point if writer else None,
+            on_level=log.level if writer else None,
         )
+        if not writer:
+            return
         out, timed = paths.sweep_result(method, seed), paths.sweep_speed(method, seed)
         atomic.write_json(
             out,

@@ -56,7 +56,9 @@ class RewindPoints:
     def record(cls, model: nn.Module, train: TrainConfig, seed: int, augment: bool) -> RewindPoints:
         """Call just before the baseline's ``fit``; pass ``after_epoch`` on as its epoch callback."""
         state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        return cls(state, torch.get_rng_state(), train.as_dict(), seed, augment)
+        # one process (nproc 1) is left out: such checkpoints stay byte for byte what they were
+        recorded = {k: v for k, v in train.as_dict().items() if not (k == "nproc" and v == 1)}
+        return cls(state, torch.get_rng_state(), recorded, seed, augment)
 
     def after_epoch(self, model: nn.Module) -> None:
         self.epoch_digests.append(state_digest(model.state_dict()))

@@ -4,11 +4,16 @@ A run is started before a stage computes anything, and starting it checks the st
 ``store``), so a store that is down, read-only or locked costs seconds and no work. A
 stage's run first marks KILLED the runs of dead processes (see ``reap``). A run interrupted
 by Ctrl-C or SIGTERM ends KILLED, a run whose stage fails ends FAILED.
+
+In a multi-process stage only rank 0 logs: on the other ranks every function here that
+would write to the store does nothing (``start_run`` yields None), so a stage's code is
+the same at any world size and it still has one run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import time
@@ -19,8 +24,19 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric
 
+from prunelab.parallel import is_writer
 from prunelab.track.reap import process_tags, reap_dead_runs
 from prunelab.track.store import experiment_name, init_store, store_errors, tracking_uri
+
+
+def _writer_only(log):
+    """``log`` on rank 0 (or in a plain process); nothing on the other ranks."""
+
+    @functools.wraps(log)
+    def logged(*args, **kwargs):
+        return log(*args, **kwargs) if is_writer() else None
+
+    return logged
 
 
 def git_commit() -> str:
@@ -62,12 +78,16 @@ def start_run(
     tags: Mapping[str, str],
     nested: bool = False,
     dataset: tuple[str | Path, str, str] | None = None,
-) -> Iterator[str]:
+) -> Iterator[str | None]:
     """A run that ends FINISHED, FAILED if the block raises, KILLED if it is interrupted; yields its id.
 
     Starting it checks the store (see the module docstring): call it before computing.
     ``dataset`` = (path, name, context) records the file the run reads (``log_dataset``).
+    On ranks other than 0 there is no run: it yields None.
     """
+    if not is_writer():
+        yield None
+        return
     experiment = init_store()
     with store_errors():
         if not nested:
@@ -106,12 +126,14 @@ def _param_value(value: Any) -> Any:
     return ",".join(map(str, value)) if isinstance(value, list | tuple) else value
 
 
+@_writer_only
 def log_metrics(metrics: Mapping[str, float | None], step: int | None = None) -> None:
     """Log the numbers; a None (say, target_sparsity of a threshold-pruned model) is no metric."""
     with store_errors(starting=False):
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=step)
 
 
+@_writer_only
 def log_child(
     run_name: str,
     *,
@@ -128,6 +150,7 @@ def log_child(
             log_history(history)
 
 
+@_writer_only
 def log_history(history: list[Mapping[str, float]], prefix: str = "") -> None:
     """Per-epoch metrics in one batch, each at step = epoch."""
     now = int(time.time() * 1000)
@@ -149,6 +172,7 @@ def _log_batch(metrics: list[Metric]) -> None:
             client.log_batch(run_id, metrics=metrics[start : start + 1000])
 
 
+@_writer_only
 def log_artifacts(files: list[str | Path], artifact_path: str | None = None) -> None:
     with store_errors(starting=False):
         for f in files:
@@ -174,6 +198,7 @@ def file_digest(path: str | Path) -> str:
     return _digests[key]
 
 
+@_writer_only
 def log_dataset(path: str | Path, name: str, context: str = "training") -> None:
     """Record the prepared dataset as an MLflow dataset input of the active run.
 
@@ -193,6 +218,7 @@ def log_dataset(path: str | Path, name: str, context: str = "training") -> None:
         mlflow.log_input(dataset, context=context)
 
 
+@_writer_only
 def log_curves(rows: list[Mapping[str, Any]]) -> None:
     """The sweep's curves (``report.curves``: means over seeds) as metric histories:
     ``curve/<method>/<regime>_test_accuracy`` at step = k in tenths of a percent (925 is k = 92.5 %),
@@ -214,6 +240,7 @@ def log_curves(rows: list[Mapping[str, Any]]) -> None:
     _log_batch(metrics)
 
 
+@_writer_only
 def log_table(rows: list[Mapping[str, Any]], columns: list[str], artifact_file: str) -> None:
     """Rows as an MLflow table artifact (shown as a table in the run's artifacts)."""
     import pandas as pd
@@ -240,6 +267,7 @@ def search_runs(filter_string: str = ""):
         )
 
 
+@_writer_only
 def log_model(model, name: str, input_example) -> None:
     """Log a PyTorch model in MLflow's format, with a signature from ``input_example``."""
     import mlflow.pytorch

@@ -5,6 +5,11 @@ work. Images are scaled from uint8 to [0, 1] once per fit when the float copy is
 (``PRESCALE_BYTES``), otherwise per batch, which gives the same values either way.
 ``fit`` records per-epoch train and validation loss and accuracy and, with
 ``patience``, stops early on validation loss and restores the best epoch's weights.
+
+Under torchrun (``train.nproc`` > 1) every rank calls ``fit`` alike: the model trains
+wrapped in DistributedDataParallel, each rank on its part of every global batch
+(``parallel.ddp``), validation is split over the ranks and summed, so every rank sees the
+same numbers and stops at the same epoch; only rank 0 shows progress.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from tqdm.auto import tqdm
 
 from prunelab.config import OptimConfig
 from prunelab.data.spec import DataSpec, Split
+from prunelab.errors import ConfigError
+from prunelab.parallel import ONE_PROCESS, World, current, ddp
 from prunelab.seeding import generator
 from prunelab.train.augment import crop_and_flip
 from prunelab.train.evaluate import batches, evaluate, scaled, to_device
@@ -35,19 +42,23 @@ PRESCALE_BYTES = 512 * 2**20  # below this, hold the training images as float: n
 
 
 def resolve_device(name: str) -> torch.device:
+    """train.device as a device; under torchrun each rank gets its own GPU (cuda:LOCAL_RANK)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        from prunelab.errors import ConfigError
-
         raise ConfigError("train.device", name, "'cpu' or 'auto' (no CUDA device is available here)")
-    return torch.device(name)
+    world = current()
+    return torch.device("cuda", world.local_rank) if name == "cuda" and world.distributed else torch.device(name)
 
 
-def training_tensors(split: Split, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The split on ``device``, as float in [0, 1] if that copy is small, else as uint8."""
+def training_tensors(split: Split, device: torch.device, copies: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """The split on ``device``, as float in [0, 1] if that copy is small, else as uint8.
+
+    ``copies``: how many processes on this machine make the float copy (the ranks on a
+    node): the budget is for all of them together, so memory does not grow with ranks.
+    """
     images, labels = to_device(split, device)
-    return (scaled(images) if images.numel() * 4 <= PRESCALE_BYTES else images), labels
+    return (scaled(images) if images.numel() * 4 * copies <= PRESCALE_BYTES else images), labels
 
 
 def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
@@ -72,8 +83,12 @@ def train_epoch(
     order: torch.Tensor,
     on_batch: Callable[[], None] | None = None,
     augment: torch.Generator | None = None,
+    world: World = ONE_PROCESS,
 ) -> dict[str, float]:
     """One pass over the data. With ``augment`` (its random generator), batches are cropped and flipped.
+
+    With ranks (``world``), ``model`` is the DDP-wrapped one and this rank trains on its
+    part of each global batch of ``order``; loss and accuracy are summed over the ranks.
 
     Besides loss and accuracy it reports ``data_time`` (slicing, scaling, augmenting
     batches) and ``step_time`` (forward, backward, optimiser) in seconds. On CUDA these
@@ -83,10 +98,15 @@ def train_epoch(
     loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
     correct = torch.zeros((), dtype=torch.int64, device=images.device)
     data_time = step_time = 0.0
-    stream = batches(images, labels, batch_size, order)
+    stream = batches(images, labels, batch_size, order) if not world.distributed else None
+    parts = ddp.rank_batches(order, batch_size, world) if world.distributed else None
     while True:
         start = time.perf_counter()
-        batch = next(stream, None)
+        if parts is None:
+            batch, global_batch = next(stream, None), 0
+        else:
+            part = next(parts, None)
+            batch, global_batch = (None, 0) if part is None else ((scaled(images[part[0]]), labels[part[0]]), part[1])
         if batch is None:
             break
         x, y = batch
@@ -94,17 +114,25 @@ def train_epoch(
             x = crop_and_flip(x, augment)
         ready = time.perf_counter()
         logits = model(x)
-        loss = F.cross_entropy(logits, y)
+        if global_batch:  # this part's share of the global batch's mean: DDP averages the ranks' gradients
+            summed = F.cross_entropy(logits, y, reduction="sum")
+            loss = summed * (world.size / global_batch)
+            batch_loss = summed.detach().double()
+        else:
+            loss = F.cross_entropy(logits, y)
+            batch_loss = loss.detach().double() * y.shape[0]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        loss_sum += loss.detach().double() * y.shape[0]
+        loss_sum += batch_loss
         correct += (logits.detach().argmax(dim=1) == y).sum()
         data_time += ready - start
         step_time += time.perf_counter() - ready
         if on_batch is not None:
             on_batch()
     n = labels.shape[0]
+    if world.distributed:
+        loss_sum, correct = ddp.all_sum(loss_sum, correct)
     return {
         "train_loss": float(loss_sum) / n,
         "train_accuracy": float(correct) / n,
@@ -140,13 +168,29 @@ def fit(
     event, epochs neither count towards patience nor can be the best epoch, so early
     stopping never ends a run below its target sparsity.
     """
+    with ddp.sync_batchnorm(model, device):
+        return _fit(model, data, cfg, seed, device, desc, on_epoch, leave, augment, pruner)
+
+
+def _fit(model, data, cfg, seed, device, desc, on_epoch, leave, augment, pruner) -> FitResult:
+    world = current()
     epochs = cfg.epochs
     patience, min_delta = cfg.early_stopping or (None, 0.0)
     model.to(device)
+    stepped = model
+    if world.distributed:
+        if cfg.batch_size % world.size:
+            raise ConfigError(
+                cfg.key("batch_size"), cfg.batch_size, f"a multiple of train.nproc ({world.size}), the number of ranks"
+            )
+        ddp.check_identical(model, f"{desc}: before training", weights=True)
+        stepped = ddp.wrap(model, device)
+        ddp.seed_rank(seed)
     optimizer = make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
-    images, labels = training_tensors(data.train, device)
+    images, labels = training_tensors(data.train, device, world.local_size)
     rng = generator(seed)
-    augment_rng = generator(seed + AUGMENT_SEED_OFFSET) if augment else None
+    augment_seed = seed + AUGMENT_SEED_OFFSET + (ddp.RANK_SEED_STRIDE * world.rank if world.distributed else 0)
+    augment_rng = generator(augment_seed) if augment else None
     n_batches = -(-labels.shape[0] // cfg.batch_size)
     result = FitResult()
     best_loss, best_state, stale = float("inf"), None, 0
@@ -159,23 +203,35 @@ def fit(
             pruner.after_step()
 
     # not on a terminal (CI, logs, `dvc queue logs`): no bar redraws, one line per epoch instead
-    with tqdm(total=epochs * n_batches, desc=desc, unit="batch", leave=leave, dynamic_ncols=True, disable=None) as bar:
+    # ranks other than 0 stay silent: one bar, one line per epoch, whatever the world size
+    quiet = True if not world.writer else None
+    with tqdm(total=epochs * n_batches, desc=desc, unit="batch", leave=leave, dynamic_ncols=True, disable=quiet) as bar:
         for epoch in range(1, epochs + 1):
             start = time.perf_counter()
             order = torch.randperm(labels.shape[0], generator=rng).to(device)
             record = {
                 "epoch": epoch,
                 **train_epoch(
-                    model, optimizer, images, labels, cfg.batch_size, order, on_batch=after_batch, augment=augment_rng
+                    stepped,
+                    optimizer,
+                    images,
+                    labels,
+                    cfg.batch_size,
+                    order,
+                    on_batch=after_batch,
+                    augment=augment_rng,
+                    world=world,
                 ),
             }
-            val = evaluate(model, data.val, device)
+            if world.distributed:
+                ddp.average_batchnorm_stats(model)
+            val = evaluate(model, data.val, device, world=world)
             record.update(val_loss=val["loss"], val_accuracy=val["accuracy"], epoch_time=time.perf_counter() - start)
             if pruner is not None:
                 record["sparsity"] = round(pruner.sparsity, 6)
             result.history.append(record)
             bar.set_postfix(epoch=epoch, val_loss=f"{val['loss']:.4f}", val_acc=f"{val['accuracy']:.4f}")
-            if bar.disable:
+            if bar.disable and world.writer:
                 print(
                     f"{desc}: epoch {epoch}/{epochs} train_loss {record['train_loss']:.4f} "
                     f"val_loss {val['loss']:.4f} val_accuracy {val['accuracy']:.4f}"
@@ -197,6 +253,8 @@ def fit(
                     break
     if pruner is not None:
         pruner.finish()  # only if a ramp longer than the run was asked for; keeps the target honest
+    if world.distributed:
+        ddp.check_identical(model, f"{desc}: after training", weights=False)
     if patience is None:
         result.best_epoch = len(result.history)
     elif best_state is not None:
