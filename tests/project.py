@@ -2,16 +2,19 @@
 
 ``copy_project`` copies the source tree (none of the built outputs), applies tiny params
 and makes it a git repository of its own; ``sh`` runs a command there with telemetry off;
-``runs`` reads the MLflow store's runs and tags straight from SQLite.
+``runs`` reads the MLflow store's runs and tags straight from SQLite; ``start_long_training``
+starts train_baseline for a fault to hit it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +85,35 @@ def runs(proj: Path) -> list[dict]:
     for run, key, value in tags:
         by_run[run]["tags"][key] = value
     return list(by_run.values())
+
+
+def default_signals() -> None:
+    """In the child: Ctrl-C and SIGTERM as in a terminal. A shell that starts a job in the
+    background makes it ignore SIGINT, and a process started ignoring SIGINT gets no
+    KeyboardInterrupt at all: rightly so for the stages, wrongly for a test of Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def start_long_training(proj: Path, **train) -> subprocess.Popen:
+    """train_baseline with 500 epochs (and ``train``'s other values), once a new MLflow run is
+    RUNNING (its own, or its rank 0's with train.nproc > 1), so a signal hits real work."""
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["train"].update({"epochs": 500, **train})
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    before = {r["id"] for r in runs(proj)}
+    proc = subprocess.Popen(
+        [sys.executable, "stages/train_baseline.py", "--seed", "0"],
+        cwd=proj,
+        env=env(TQDM_DISABLE="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_signals,
+    )
+    deadline = time.monotonic() + 120
+    while not any(r["status"] == "RUNNING" and r["id"] not in before for r in runs(proj)):
+        assert proc.poll() is None and time.monotonic() < deadline, "train_baseline never started its run"
+        time.sleep(0.5)
+    time.sleep(1.0)  # into the epochs
+    return proc

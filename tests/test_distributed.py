@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from project import copy_project, env, runs, sh
-from test_faults import default_signals, free_port, one_line
+from project import copy_project, env, runs, sh, start_long_training
+from test_faults import free_port, one_line
 
 from prunelab.parallel import launch
 
@@ -148,26 +148,6 @@ def test_two_torchrun_invocations_with_a_c10d_rendezvous_are_one_job(proj):
         torch.testing.assert_close(two_nodes["state_dict"][key], one_node["state_dict"][key])
 
 
-def start_long(proj: Path) -> subprocess.Popen:
-    """train_baseline as 2 ranks with many epochs, once rank 0's run is RUNNING."""
-    set_params(proj, train={"nproc": 2, "epochs": 500})
-    proc = subprocess.Popen(
-        [sys.executable, "stages/train_baseline.py", "--seed", "0"],
-        cwd=proj,
-        env=env(TQDM_DISABLE="1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_signals,
-    )
-    deadline = time.monotonic() + 120
-    while not any(r["status"] == "RUNNING" for r in runs(proj)):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.5)
-    time.sleep(1.0)
-    return proc
-
-
 def ranks_of(launcher: int) -> list[int]:
     out = subprocess.run(["pgrep", "-P", str(launcher)], capture_output=True, text=True)
     return [int(p) for p in out.stdout.split()]
@@ -194,7 +174,7 @@ def untouched(proj):
 @pytest.mark.parametrize("victim", [0, 1], ids=["rank-0-writer", "rank-1"])
 def test_a_killed_rank_fails_the_stage_in_one_line_within_seconds(proj, untouched, victim):
     """Either rank: a killed rank 0 cannot end its own run, so the launcher marks it KILLED (``untouched``)."""
-    proc = start_long(proj)
+    proc = start_long_training(proj, nproc=2)
     ranks = ranks_of(proc.pid)  # in pid order: torchrun starts local rank 0 first
     assert len(ranks) == 2
     os.kill(ranks[victim], signal.SIGKILL)
@@ -210,7 +190,7 @@ def test_a_killed_rank_fails_the_stage_in_one_line_within_seconds(proj, untouche
 
 
 def test_ctrl_c_stops_every_rank(proj, untouched):
-    proc = start_long(proj)
+    proc = start_long_training(proj, nproc=2)
     ranks = ranks_of(proc.pid)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=60)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from project import copy_project, env, runs, sh  # tests/ is on sys.path
+from project import copy_project, runs, sh, start_long_training  # tests/ is on sys.path
 
 pytestmark = pytest.mark.e2e  # real stage processes, dvc and MLflow: the slow tier
 
@@ -154,41 +154,11 @@ def test_corrupt_or_foreign_checkpoint_is_one_line_naming_it(proj, untouched, ca
     assert not marker.exists()
 
 
-def default_signals() -> None:
-    """In the child: Ctrl-C and SIGTERM as in a terminal. A shell that starts a job in the
-    background makes it ignore SIGINT, and a process started ignoring SIGINT gets no
-    KeyboardInterrupt at all: rightly so for the stages, wrongly for a test of Ctrl-C."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def start_training(proj: Path) -> subprocess.Popen:
-    """train_baseline with many epochs, once its own MLflow run is RUNNING (so a signal hits real work)."""
-    params = yaml.safe_load((proj / "params.yaml").read_text())
-    params["train"]["epochs"] = 500
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = subprocess.Popen(
-        [sys.executable, "stages/train_baseline.py", "--seed", "0"],
-        cwd=proj,
-        env=env(TQDM_DISABLE="1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_signals,
-    )
-    deadline = time.monotonic() + 120
-    while not any(r["status"] == "RUNNING" and r["tags"].get("prunelab.pid") == str(proc.pid) for r in runs(proj)):
-        assert proc.poll() is None and time.monotonic() < deadline, "train_baseline never started its run"
-        time.sleep(0.5)
-    time.sleep(1.0)  # into the epochs
-    return proc
-
-
 @pytest.fixture
 def long_training(proj):
     original = (proj / "params.yaml").read_text()
     started: list[subprocess.Popen] = []
-    yield lambda: started.append(start_training(proj)) or started[-1]
+    yield lambda: started.append(start_long_training(proj)) or started[-1]
     (proj / "params.yaml").write_text(original)
     for proc in started:  # a signal that was not obeyed must not leave training running for the next test
         if proc.poll() is None:
