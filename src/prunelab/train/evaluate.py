@@ -10,6 +10,7 @@ not fit the device (``eval_batch``): VGG16 at 224 px needs about 26 GB for 1,024
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections.abc import Iterator
 
@@ -50,8 +51,6 @@ def device_memory(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
     try:
-        import os
-
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 16 * 2**30

@@ -172,7 +172,18 @@ def fit(
         return _fit(model, data, cfg, seed, device, desc, on_epoch, leave, augment, pruner)
 
 
-def _fit(model, data, cfg, seed, device, desc, on_epoch, leave, augment, pruner) -> FitResult:
+def _fit(
+    model: nn.Module,
+    data: DataSpec,
+    cfg: OptimConfig,
+    seed: int,
+    device: torch.device,
+    desc: str,
+    on_epoch: Callable[[dict[str, float]], None] | None,
+    leave: bool,
+    augment: bool,
+    pruner,
+) -> FitResult:
     world = current()
     epochs = cfg.epochs
     patience, min_delta = cfg.early_stopping or (None, 0.0)
