@@ -174,9 +174,8 @@ def test_sigkill_leaves_a_running_run_that_the_next_stage_marks_killed(proj, unt
     assert [r["name"] for r in orphan] == ["train_baseline seed 0"]  # what SIGKILL leaves: no code ran to end it
     out = stage(proj, "prune")
     assert out.returncode == 0
-    assert (
-        f"tracking: marked 1 run(s) KILLED whose process (pid {proc.pid}) is gone: train_baseline seed 0" in out.stderr
-    )
+    why = f"process {proc.pid} of {socket.gethostname()} is gone"
+    assert f"tracking: marked 1 run(s) KILLED ({why}): train_baseline seed 0" in out.stderr
     assert {r["id"]: r["status"] for r in runs(proj)}[orphan[0]["id"]] == "KILLED"
 
 

@@ -1,6 +1,7 @@
 """MLflow logging into a temporary SQLite store, found through DVC_ROOT as in queued experiments."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -110,7 +111,7 @@ def test_runs_record_their_owner_and_orphans_of_dead_processes_are_marked_killed
     assert track.reap_dead_runs(experiment) == [orphan.info.run_id]
     status = {r.info.run_name: r.info.status for r in runs(client())}
     assert status == {"train_baseline": "FINISHED", "finetune": "KILLED", "prune": "RUNNING", "other host": "RUNNING"}
-    reaped = f"marked 1 run(s) KILLED whose process (pid {dead.stdout.strip()}) is gone: finetune"
+    reaped = f"marked 1 run(s) KILLED (process {dead.stdout.strip()} of {socket.gethostname()} is gone): finetune"
     assert reaped in capsys.readouterr().err
 
 

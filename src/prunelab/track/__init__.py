@@ -1,11 +1,22 @@
 """Tracking in MLflow: the only package that imports mlflow.
 
 ``store`` (where the store is, creating it once, its failures as one line), ``reap`` (which
-process owns a run, and KILLED for the runs of dead ones), ``runs`` (a stage's run and what
-it logs), ``compare`` (one table across experiments, a command).
+process owns a run, heartbeats, and KILLED for the runs of dead processes or hosts),
+``runs`` (a stage's run and what it logs), ``compare`` (one table across experiments, a command).
 """
 
-from prunelab.track.reap import HOST_TAG, PID_TAG, STARTED_TAG, process_tags, reap_dead_runs
+from prunelab.track.reap import (
+    HEARTBEAT_TAG,
+    HOST_TAG,
+    JOB_ENV,
+    JOB_TAG,
+    PID_TAG,
+    REAPED_TAG,
+    STARTED_TAG,
+    process_tags,
+    reap_dead_runs,
+    reap_job,
+)
 from prunelab.track.runs import (
     file_digest,
     flatten,
@@ -25,11 +36,14 @@ from prunelab.track.runs import (
 from prunelab.track.store import (
     DEFAULT_EXPERIMENT,
     EXPERIMENT_TAGS,
+    STAGE_HTTP,
     START_HTTP,
     TrackingError,
     describe_failure,
     experiment_name,
     init_store,
+    is_server,
+    local_uri,
     store_errors,
     tracking_uri,
 )
@@ -37,8 +51,13 @@ from prunelab.track.store import (
 __all__ = [
     "DEFAULT_EXPERIMENT",
     "EXPERIMENT_TAGS",
+    "HEARTBEAT_TAG",
     "HOST_TAG",
+    "JOB_ENV",
+    "JOB_TAG",
     "PID_TAG",
+    "REAPED_TAG",
+    "STAGE_HTTP",
     "STARTED_TAG",
     "START_HTTP",
     "TrackingError",
@@ -48,6 +67,8 @@ __all__ = [
     "flatten",
     "git_commit",
     "init_store",
+    "is_server",
+    "local_uri",
     "log_artifacts",
     "log_child",
     "log_curves",
@@ -58,6 +79,7 @@ __all__ = [
     "log_table",
     "process_tags",
     "reap_dead_runs",
+    "reap_job",
     "run_tags",
     "search_runs",
     "start_run",

@@ -25,8 +25,8 @@ import mlflow
 from mlflow.entities import Metric
 
 from prunelab.parallel import is_writer
-from prunelab.track.reap import process_tags, reap_dead_runs
-from prunelab.track.store import experiment_name, init_store, store_errors, tracking_uri
+from prunelab.track.reap import Heartbeat, process_tags, reap_dead_runs
+from prunelab.track.store import experiment_name, init_store, is_server, store_errors, tracking_uri
 
 
 def _writer_only(log):
@@ -89,11 +89,12 @@ def start_run(
         yield None
         return
     experiment = init_store()
+    beats = not nested and is_server(tracking_uri())  # other hosts judge from it whether this one is alive
     with store_errors():
         if not nested:
             reap_dead_runs(experiment)
         run = mlflow.start_run(
-            run_name=run_name, experiment_id=experiment, nested=nested, tags={**tags, **process_tags()}
+            run_name=run_name, experiment_id=experiment, nested=nested, tags={**tags, **process_tags(beats)}
         )
         try:
             if params:
@@ -103,6 +104,7 @@ def start_run(
         except BaseException:
             _end("FAILED")
             raise
+    heartbeat = Heartbeat(run.info.run_id).start() if beats else None
     try:
         yield run.info.run_id
     except Exception:
@@ -111,6 +113,9 @@ def start_run(
     except BaseException:  # KeyboardInterrupt (Ctrl-C), SystemExit (SIGTERM, see stage.py)
         _end("KILLED")
         raise
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
     with store_errors(starting=False):
         mlflow.end_run("FINISHED")
 

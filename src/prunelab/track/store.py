@@ -5,10 +5,17 @@ The repo root comes from DVC_ROOT when set, so queued and temporary experiments 
 the main repository, not to their throw-away copy. MLFLOW_TRACKING_URI overrides the
 store and PRUNELAB_MLFLOW_EXPERIMENT the experiment name ("prunelab").
 
+A shared tracking server (``MLFLOW_TRACKING_URI=http://...``, see ``prunelab.cluster.server``)
+keeps the artifacts itself (proxied), and its experiment is created race-free: many
+workers starting at once each create-or-get it, a duplicate-key refusal meaning another
+one won (``_get_or_create``).
+
 Faults: while a run starts, MLflow's HTTP client gets a short timeout and few retries
-(``START_HTTP``), so a store that is down, read-only or locked costs seconds, and any
-failure of the store is reported as one line (``TrackingError``, via ``store_errors``).
-Ctrl-C and SIGTERM wait until a store call returns, so they never break MLflow's session.
+(``START_HTTP``), so a store that is down, read-only or locked costs seconds; during a
+stage it retries for about 30 s (``STAGE_HTTP``), so a server restart loses nothing and a
+longer outage fails the stage. Any failure of the store is reported as one line
+(``TrackingError``, via ``store_errors``), a refused login included. Ctrl-C and SIGTERM
+wait until a store call returns, so they never break MLflow's session.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import fcntl
 import logging
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 import mlflow
@@ -26,11 +34,19 @@ from prunelab import atomic, paths
 from prunelab.errors import PrunelabError
 
 DEFAULT_EXPERIMENT = "prunelab"
-# MLflow's HTTP client while a run starts: ~2 s to give up on a dead server instead of ~4 min
-# (its defaults: 7 retries, 120 s timeout). Variables you set yourself win.
+# MLflow's HTTP client while a run starts: ~6 s to give up on a dead server instead of ~4 min
+# (its defaults: 7 retries, 120 s timeout). urllib3 waits 0, 2, 4 ... s between tries.
+# Variables you set yourself win.
 START_HTTP = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "5",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
+# ...and once the stage works: 0 + 2 + 4 + 8 + 16 s of retries ride out a server restart (about
+# 15 s here) without losing a metric; a longer outage fails the stage instead of hanging it
+STAGE_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "5",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
 }
 # MLflow 3 opens an experiment on its GenAI overview unless it is marked as model training
@@ -41,8 +57,18 @@ class TrackingError(PrunelabError):
     """The tracking store cannot be used: unreachable, read-only, locked or broken."""
 
 
+def local_uri() -> str:
+    """The default store: SQLite in the workspace's mlruns/."""
+    return f"sqlite:///{paths.mlruns_dir() / 'mlflow.db'}"
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{paths.mlruns_dir() / 'mlflow.db'}"
+    return os.environ.get("MLFLOW_TRACKING_URI") or local_uri()
+
+
+def is_server(uri: str) -> bool:
+    """A tracking server that other hosts share (it keeps the artifacts, and runs send heartbeats)."""
+    return uri.startswith(("http://", "https://"))
 
 
 def experiment_name() -> str:
@@ -67,20 +93,41 @@ def init_store() -> str:
 
 
 def _create_store() -> str:
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    if is_server(uri):  # the server keeps the artifacts (proxied) and its database serialises the creation
+        return _get_or_create(artifact_location=None)
     mlruns = paths.mlruns_dir()
     mlruns.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri())
-    with open(mlruns / ".init.lock", "w") as lock:
+    with open(mlruns / ".init.lock", "w") as lock:  # SQLite's schema migration is not safe to race
         fcntl.flock(lock, fcntl.LOCK_EX)
-        exp = mlflow.get_experiment_by_name(experiment_name())
-        if exp is None:
-            return mlflow.create_experiment(
-                experiment_name(), artifact_location=(mlruns / "artifacts").as_uri(), tags=EXPERIMENT_TAGS
-            )
-        for key, value in EXPERIMENT_TAGS.items():  # a store made by an older prunelab
-            if exp.tags.get(key) != value:
-                mlflow.tracking.MlflowClient().set_experiment_tag(exp.experiment_id, key, value)
-        return exp.experiment_id
+        return _get_or_create(artifact_location=(mlruns / "artifacts").as_uri())
+
+
+def _already_exists(exc: Exception) -> bool:
+    text = str(exc)
+    return getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS" or any(
+        s in text for s in ("RESOURCE_ALREADY_EXISTS", "already exists", "duplicate key", "UniqueViolation")
+    )
+
+
+def _get_or_create(artifact_location: str | None, tries: int = 5) -> str:
+    """The experiment's id, creating it if no one has; a worker that loses the race reads the winner's."""
+    name = experiment_name()
+    for attempt in range(tries):
+        exp = mlflow.get_experiment_by_name(name)
+        if exp is not None:
+            for key, value in EXPERIMENT_TAGS.items():  # a store made by an older prunelab
+                if exp.tags.get(key) != value:
+                    mlflow.tracking.MlflowClient().set_experiment_tag(exp.experiment_id, key, value)
+            return exp.experiment_id
+        try:
+            return mlflow.create_experiment(name, artifact_location=artifact_location, tags=EXPERIMENT_TAGS)
+        except Exception as exc:
+            if not _already_exists(exc) or attempt == tries - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))  # created by another worker, maybe not yet visible to us
+    raise AssertionError("unreachable")
 
 
 # MLflow's SQL store logs every database error with its traceback before raising it; the
@@ -132,9 +179,8 @@ def store_errors(starting: bool = True) -> Iterator[None]:
 @contextlib.contextmanager
 def _store_errors(starting: bool) -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in START_HTTP}
-    if starting:
-        for k, v in START_HTTP.items():
-            os.environ.setdefault(k, v)
+    for k, v in (START_HTTP if starting else STAGE_HTTP).items():
+        os.environ.setdefault(k, v)
     level = _DB_LOGGER.level
     _DB_LOGGER.setLevel(logging.CRITICAL)
     try:
@@ -160,8 +206,19 @@ def describe_failure(exc: BaseException, uri: str) -> str:
         chain.append(str(exc))
         exc = exc.__cause__ or exc.__context__
     text = " ".join(" ".join(chain).split())
-    local = f"sqlite:///{paths.mlruns_dir() / 'mlflow.db'}"
-    if uri.startswith(("http://", "https://")):
+    local = local_uri()
+    if is_server(uri) and ("error code 401" in text or "not authenticated" in text):
+        return (
+            f"tracking server {uri} refused the request: no or wrong credentials (401). Set MLFLOW_TRACKING_USERNAME "
+            "and MLFLOW_TRACKING_PASSWORD in the environment (never in params.yaml or git)"
+        )
+    if is_server(uri) and ("error code 403" in text or "Permission denied" in text):
+        who = os.environ.get("MLFLOW_TRACKING_USERNAME", "this user")
+        return (
+            f"tracking server {uri} refused the request: {who} may not write to experiment {experiment_name()!r} "
+            "(403): ask the server's admin for EDIT permission"
+        )
+    if is_server(uri):
         cause = next(
             (
                 c
