@@ -29,9 +29,11 @@ def run(
     *,
     quiet_errors: bool = False,
     quiet_signals: bool = False,
+    on_stop: Callable[[], None] | None = None,
 ) -> None:
     """Run ``main``; ``on_error`` may undo something after a refused input and say what (one line).
 
+    ``on_stop`` runs after Ctrl-C or SIGTERM (a stage puts back the outputs DVC removed).
     A rank of a multi-process stage says less: ranks other than 0 print no refused input
     (``quiet_errors``: rank 0 reads the same input and says it once), and ranks whose
     launcher reports for them print nothing when stopped (``quiet_signals``).
@@ -46,10 +48,14 @@ def run(
                 print(undone, file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except KeyboardInterrupt:
+        if on_stop is not None:
+            on_stop()
         if not quiet_signals:
             print("\ninterrupted: the run is marked KILLED; outputs keep their previous content", file=sys.stderr)
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit as exc:
+        if exc.code == EXIT_TERMINATED and on_stop is not None:
+            on_stop()
         if exc.code == EXIT_TERMINATED and not quiet_signals:
             print(
                 "\nterminated (SIGTERM): the run is marked KILLED; outputs keep their previous content", file=sys.stderr

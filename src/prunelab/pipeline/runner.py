@@ -25,11 +25,19 @@ def after_epoch(record: dict) -> None:
 
 
 def _restore(exc: PrunelabError) -> str | None:
+    """After a refused input: the outputs DVC removed come back, and a rejected `-S` value is put back."""
+    _restore_outputs()
     if not isinstance(exc, ConfigError):
         return None
     from prunelab.pipeline.params import restore_rejected
 
     return restore_rejected(exc)
+
+
+def _restore_outputs() -> None:
+    from prunelab.pipeline.outputs import restore_outputs
+
+    restore_outputs()
 
 
 @dataclass(frozen=True)
@@ -61,11 +69,12 @@ def run(main: Callable[[], None], stage: str | None = None) -> None:
     """Run a stage's ``main``; a training ``stage`` runs as train.nproc ranks (``prunelab.parallel``)."""
     world = parallel.current()
     if stage not in TRAINING:
-        cli.run(main, on_error=_restore)
+        cli.run(main, on_error=_restore, on_stop=_restore_outputs)
         return
     cli.run(
         lambda: _ranks(main, TRAINING[stage]),
         on_error=_restore if world.writer else None,  # one rank puts a rejected value back
+        on_stop=_restore_outputs if not world.distributed else None,  # ranks: their launcher does it
         quiet_errors=not world.writer,
         quiet_signals=world.distributed and parallel.LAUNCHED_ENV in os.environ,
     )
@@ -89,6 +98,7 @@ def _ranks(main: Callable[[], None], training: Training) -> None:
         if code == launch.EXIT_RANK_FAILED:
             _reap_quietly()
         if code:
+            _restore_outputs()  # a rank failed: the outputs DVC removed come back, as after any failure
             sys.exit(code)
         return
     if world.size != train.nproc:
