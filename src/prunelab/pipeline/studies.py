@@ -117,6 +117,11 @@ def command(name: str) -> str:
     return " \\\n    ".join([f"uv run dvc exp run -n {name}", *(" ".join(s) for s in lines.values())])
 
 
+def settings(name: str) -> list[str]:
+    """The study's overrides as ``key=value`` strings, as ``dvc exp run -S`` takes them."""
+    return [f"{k}={_value(v)}" for k, v in STUDIES[name].overrides.items()]
+
+
 def apply(params: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``params`` (params.yaml as loaded) with dotted ``overrides`` set, as ``dvc exp run -S`` does."""
     import copy

@@ -1,0 +1,1 @@
+"""Several hosts: a shared tracking server, studies sharded over hosts, and a launcher."""
