@@ -57,7 +57,14 @@ def study_params(commit: str, overrides: list[str]) -> dict:
     from prunelab.pipeline.studies import apply
 
     params = yaml.safe_load(_git("show", f"{commit}:params.yaml")) or {}
-    return apply(params, {k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in overrides)})
+    values = {}
+    for key, text in (o.split("=", 1) for o in overrides):
+        try:
+            values[key] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            allowed = "a YAML value, as `dvc exp run -S` takes it"
+            raise PrunelabError(f"-S {key}={text} is invalid; allowed: {allowed}") from None
+    return apply(params, values)
 
 
 def _reap(job: str) -> str:
@@ -89,7 +96,10 @@ class Launcher:
 
         self.args, self.spec = args, spec
         cluster = None if args.executor == "auto" else args.executor
-        self.executor = submitit.AutoExecutor(folder=str(args.work / "submitit"), cluster=cluster)
+        try:
+            self.executor = submitit.AutoExecutor(folder=str(args.work / "submitit"), cluster=cluster)
+        except Exception as exc:  # submitit's word for "no such scheduler here"
+            raise PrunelabError(f"--executor {args.executor}: {' '.join(str(exc).split())}") from None
         params: dict = {"timeout_min": args.timeout_min, "name": args.name}
         if args.slurm_partition:
             params["slurm_partition"] = args.slurm_partition
@@ -205,9 +215,9 @@ def main(argv: list[str] | None = None) -> None:
         raise PrunelabError(f"--work {args.work} was used before: remove it, or give another --work or --name")
     shards = plan(study_params(commit, overrides), args.hosts, args.by)
     spec = {"repo": args.repo, "commit": commit, "overrides": tuple(overrides), "setup": args.setup}
+    launcher = Launcher(args, spec)
     _say(f"study {args.name} at {commit[:12]}: {len(shards)} shard(s) by {args.by}; work in {args.work}")
     start = time.monotonic()
-    launcher = Launcher(args, spec)
     try:
         launcher.run(shards)
     except PrunelabError:
