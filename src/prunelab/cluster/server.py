@@ -170,6 +170,10 @@ class TrackingServer:
         self.stop()
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m prunelab.cluster.server", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", type=Path, help="the server's folder: its log, artifacts, and PostgreSQL if started")
@@ -180,6 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=4, help="server processes (each has its own database pool)")
     parser.add_argument("--auth", action="store_true", help="MLflow's basic-auth app; admin from the environment")
     args = parser.parse_args(argv)
+    if args.auth and not (os.environ.get(USER_ENV) and os.environ.get(PASSWORD_ENV)):
+        raise ServerError(f"--auth needs the admin's name and password in {USER_ENV} and {PASSWORD_ENV}")
+    signal.signal(signal.SIGTERM, _stop)  # a service manager's stop: the same clean shutdown as Ctrl-C
     db = None
     if not args.backend_store_uri:
         db = LocalPostgres(args.folder / "postgres").start()
@@ -198,10 +205,12 @@ def main(argv: list[str] | None = None) -> None:
         server.start()
         print(f"tracking server on {server.uri} (backend {args.backend_store_uri}); on every host:", flush=True)
         print(f"  export MLFLOW_TRACKING_URI={server.uri}", flush=True)
-        print("Ctrl-C stops it.", flush=True)
+        print(f"  the runs: {server.uri}/#/experiments?workflowType=machine_learning", flush=True)
+        print("Ctrl-C (or SIGTERM) stops it.", flush=True)
         server.proc.wait()
+        raise ServerError(f"mlflow server exited {server.proc.returncode}; its log: {args.folder / 'server.log'}")
     except KeyboardInterrupt:
-        pass
+        print("stopping the tracking server" + (" and its PostgreSQL" if db else ""), flush=True)
     finally:
         server.stop()
         if db is not None:
