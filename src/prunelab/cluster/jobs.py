@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from prunelab.errors import PrunelabError
@@ -44,7 +44,6 @@ class JobSpec:
     targets: tuple[str, ...]  # the shard's stages; () = the whole study (gathering)
     overrides: tuple[str, ...] = ()  # `-S key=value` of the study
     setup: str | None = None  # a shell command run in the clone first (say `uv sync --locked`)
-    env: dict[str, str] = field(default_factory=dict)
 
 
 def commands(spec: JobSpec) -> list[list[str]]:
@@ -65,7 +64,7 @@ def stages_in(output: str) -> tuple[list[str], list[str]]:
 
 
 def _environment(spec: JobSpec, clone: Path) -> dict[str, str]:
-    env = {**os.environ, **spec.env, "PRUNELAB_JOB": spec.name, "DVC_NO_ANALYTICS": "1"}
+    env = {**os.environ, "PRUNELAB_JOB": spec.name, "DVC_NO_ANALYTICS": "1"}
     env.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     python = clone / ".venv" / "bin"  # made by a setup like `uv sync`; else this interpreter's environment
     bin_dir = python if (python / "python").exists() else Path(sys.executable).parent

@@ -61,20 +61,23 @@ def auth_config(folder: Path, user: str, password: str) -> Path:
         f"admin_username = {user}\nadmin_password = {password}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    return path
+    return _private(path, text)
 
 
 def _secret_key(folder: Path) -> str:
     """The basic-auth app's CSRF key: made once and kept in ``folder`` (mode 600), so a restart keeps sessions."""
     path = folder / "flask_secret_key"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+        _private(path, secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def _private(path: Path, text: str) -> Path:
+    """``text`` in a file only its owner can read: created with mode 600, never wider for a moment."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
 
 
 class TrackingServer:
