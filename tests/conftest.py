@@ -59,10 +59,19 @@ def built(tmp_path_factory) -> Built:
     return build_tiny(shared / "tiny-project")
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL of the module's own (tests/servers.py), with MLflow's schema in a template."""
+    from servers import postgres_for_module  # only the modules with servers pay for its imports
+
+    yield from postgres_for_module()
+
+
 def pytest_collection_modifyitems(items) -> None:
-    """An e2e module runs whole on one xdist worker (``--dist loadgroup``), so its module
-    fixtures (a project, a server) are built once; fast tests spread one by one."""
-    for item in items:
-        if item.get_closest_marker("e2e") and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    """The e2e modules first, then the fast tests, each in file order.
+
+    pytest-xdist (``--dist loadfile --no-loadscope-reorder``, pyproject.toml) hands each file
+    whole to one worker in this order: an e2e module's fixtures (a project, a server) are
+    built once, and the long modules start first while the fast files fill in around them.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)  # stable: file order kept

@@ -12,11 +12,9 @@ import contextlib
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -24,9 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 from project import copy_built, copy_project, env, sh
+from servers import all_runs, client, start_server
 
 from prunelab import track
-from prunelab.cluster.postgres import LocalPostgres, PostgresError
 from prunelab.cluster.server import TrackingServer
 from prunelab.track.reap import HEARTBEAT_ENV, STALE_ENV
 
@@ -41,49 +39,10 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def postgres():
-    folder = Path(tempfile.mkdtemp(prefix="prunelab-pg-"))  # under /tmp: the postgres user must reach it
-    folder.chmod(0o755)
-    try:
-        db = LocalPostgres(folder / "pg").start()
-    except PostgresError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI must run these against a real PostgreSQL: {exc}")
-        pytest.skip(f"no PostgreSQL server here: {exc}")
-    # MLflow's schema, migrated once into a template that every server's database copies
-    db.create_database(MIGRATED)
-    sh(folder, "mlflow", "db", "upgrade", db.uri(MIGRATED))
-    yield db
-    db.stop()
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-MIGRATED = "mlflow_migrated"
-
-
-def start_server(postgres, folder: Path, db: str, **kw) -> TrackingServer:
-    postgres.create_database(db, template=MIGRATED)  # CREATE DATABASE … TEMPLATE: a copy, not a migration
-    return TrackingServer(folder, postgres.uri(db), workers=2, **kw).start()
-
-
-@pytest.fixture(scope="module")
 def server(postgres, tmp_path_factory):
     srv = start_server(postgres, tmp_path_factory.mktemp("server"), "mlflow")
     yield srv
     srv.stop()
-
-
-def client(srv: TrackingServer):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=srv.uri)
-
-
-def all_runs(srv: TrackingServer, experiment: str = "prunelab") -> list:
-    c = client(srv)
-    exp = c.get_experiment_by_name(experiment)
-    return [] if exp is None else c.search_runs([exp.experiment_id], max_results=5000)
 
 
 @pytest.fixture(scope="module")
@@ -285,106 +244,3 @@ def test_a_silent_host_is_reaped_through_the_server_by_a_stage_on_another(server
     assert reaped.info.status == "KILLED", out.stderr
     assert reaped.data.tags[track.REAPED_TAG].startswith("no heartbeat from far-host for ")
     assert "tracking: marked 1 run(s) KILLED (no heartbeat from far-host for" in out.stderr
-
-
-@pytest.fixture
-def alone(postgres, built, tmp_path):
-    """A server of its own (the test stops and starts it) and a project that has its data."""
-    srv = start_server(postgres, tmp_path / "server", "restarted")
-    proj = copy_built(built, tmp_path / "proj")
-    yield srv, proj
-    srv.stop()
-
-
-def train(proj: Path, srv: TrackingServer, epochs: int, **extra: str) -> subprocess.Popen:
-    params = yaml.safe_load((proj / "params.yaml").read_text())
-    params["train"]["epochs"] = epochs
-    (proj / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return subprocess.Popen(
-        [sys.executable, "stages/train_baseline.py", "--seed", "0"],
-        cwd=proj,
-        env=env(MLFLOW_TRACKING_URI=srv.uri, TQDM_DISABLE="1", **extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def new_running_run(srv: TrackingServer, seen: set[str], proc: subprocess.Popen):
-    deadline = time.monotonic() + 120
-    while True:
-        running = [r for r in all_runs(srv) if r.info.status == "RUNNING" and r.info.run_id not in seen]
-        if running:
-            return running[0]
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.3)
-
-
-# The tests with servers of their own form a second group: another xdist worker can run them
-# (with a PostgreSQL of its own) beside the shared server's.
-@pytest.mark.xdist_group("cluster-own-servers")
-def test_a_server_restart_loses_nothing_and_a_long_outage_fails_in_one_line(alone):
-    srv, proj = alone
-    proc = train(proj, srv, epochs=30)
-    first = new_running_run(srv, set(), proc)
-    srv.stop()
-    down = time.monotonic()
-    srv.start()  # same port and database: a restart, here about 15 s on 2 cores
-    restart = time.monotonic() - down
-    _, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-2000:]
-    run = client(srv).get_run(first.info.run_id)
-    assert run.info.status == "FINISHED", restart
-    assert sorted(m.step for m in client(srv).get_metric_history(run.info.run_id, "train_loss")) == list(range(1, 31))
-    # a longer outage than the client waits for (here cut to ~2 s): one line, and the rerun is clean
-    proc = train(proj, srv, epochs=30, MLFLOW_HTTP_REQUEST_MAX_RETRIES="2")
-    second = new_running_run(srv, {first.info.run_id}, proc)
-    srv.stop()
-    try:
-        _, err = proc.communicate(timeout=120)
-    finally:
-        srv.start()
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
-    assert proc.returncode == 2 and "Traceback" not in err, err[-2000:]
-    assert len(errors) == 1 and errors[0].startswith(f"error: tracking server {srv.uri} is unreachable")
-    assert proc.wait() == 2 and sh(proj, sys.executable, "stages/train_baseline.py", "--seed", "0",
-                                   MLFLOW_TRACKING_URI=srv.uri).returncode == 0  # fmt: skip
-    runs = {r.info.run_id: r for r in all_runs(srv) if r.data.tags["stage"] == "train_baseline"}
-    assert runs[second.info.run_id].info.status == "KILLED"  # its process is gone: the rerun's stage said so
-    assert sorted(r.info.status for r in runs.values()) == ["FINISHED", "FINISHED", "KILLED"]
-
-
-def listening(port: int) -> set[str]:
-    """The local addresses (hex, as /proc/net/tcp writes them) that listen on ``port``."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as fh:
-            for line in fh.readlines()[1:]:
-                local, state = line.split()[1], line.split()[3]
-                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                    found.add(local.rsplit(":", 1)[0])
-    return found
-
-
-@pytest.mark.xdist_group("cluster-own-servers")
-def test_basic_auth_refuses_a_client_without_credentials_and_serves_one_with_them(postgres, tmp_path, monkeypatch):
-    admin = {"MLFLOW_TRACKING_USERNAME": "admin", "MLFLOW_TRACKING_PASSWORD": f"pl-{os.urandom(8).hex()}"}
-    for key, value in admin.items():  # the server takes its admin from the environment, as users do
-        monkeypatch.setenv(key, value)
-    srv = start_server(postgres, tmp_path / "server", "guarded", auth=True)
-    try:
-        assert listening(srv.port) == {"0100007F"}  # 127.0.0.1 only
-        proj = copy_project(tmp_path / "proj", {})
-        for user, password in (("", ""), ("admin", "wrong-password")):
-            out = sh(proj, sys.executable, "stages/fetch_data.py", check=False, MLFLOW_TRACKING_URI=srv.uri,
-                     MLFLOW_TRACKING_USERNAME=user, MLFLOW_TRACKING_PASSWORD=password)  # fmt: skip
-            assert out.returncode == 2 and "Traceback" not in out.stderr
-            assert out.stderr.strip().splitlines() == [
-                f"error: tracking server {srv.uri} refused the request: no or wrong credentials (401). Set "
-                "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD in the environment (never in params.yaml or git)"
-            ]
-        sh(proj, sys.executable, "stages/fetch_data.py", MLFLOW_TRACKING_URI=srv.uri, **admin)
-        assert [r.info.status for r in all_runs(srv)] == ["FINISHED"]
-        assert admin["MLFLOW_TRACKING_PASSWORD"] not in sh(proj, "git", "grep", "-n", "pl-", check=False).stdout
-    finally:
-        srv.stop()

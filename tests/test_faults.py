@@ -24,7 +24,8 @@ import torch
 import yaml
 from project import copy_built, runs, sh, start_long_training  # tests/ is on sys.path
 
-pytestmark = pytest.mark.e2e  # real stage processes, dvc and MLflow: the slow tier
+# real stage processes, dvc and MLflow: the slow tier
+pytestmark = pytest.mark.e2e
 
 OUTPUTS = ("models/baseline/seed-0.pt", "models/pruned.pt", "metrics/prune.json", "metrics/baseline/seed-0.json")
 ARGS = {"train_baseline": ("--seed", "0")}  # the DVC matrix's command for seed 0

@@ -22,7 +22,8 @@ import pytest
 import yaml
 from project import copy_built, runs, sh  # tests/ is on sys.path: the helpers shared with test_faults
 
-pytestmark = pytest.mark.e2e  # real stage processes, dvc and MLflow: the slow tier
+# real stage processes, dvc and MLflow: the slow tier
+pytestmark = pytest.mark.e2e
 
 
 def read_json(proj: Path, rel: str):
@@ -314,13 +315,15 @@ def test_exp_run_reruns_only_what_depends_on_sparsity(proj):
 
 
 def test_shrunk_sweep_plots_only_its_points(proj):
-    # up to plot: prune reads sweep.sparsities too (IMP's levels), but what is checked here is the plot
-    sh(proj, "dvc", "exp", "run", "plot", "-S", "sweep.sparsities=[0.0,0.9]")
+    # up to plot: prune reads sweep.sparsities too (IMP's levels), but what is checked here is the plot.
+    # One method fewer: unit's result file (three points) still lies there, and the plot must not read it.
+    sh(proj, "dvc", "exp", "run", "plot", "-S", "sweep.sparsities=[0.0,0.9]", "-S", "sweep.methods=[weight]")
+    assert len(read_json(proj, "results/sweep/unit/seed-0.json")["points"]) == 3
     with open(proj / "results/plots/curves.csv") as fh:
-        points = {float(r["sparsity"]) for r in csv.DictReader(fh)}
-    assert points == {0.0, 0.9}
+        curves = list(csv.DictReader(fh))
+    assert {float(r["sparsity"]) for r in curves} == {0.0, 0.9} and {r["method"] for r in curves} == {"weight"}
     with open(proj / "results/sweep.csv") as fh:
-        assert len(list(csv.DictReader(fh))) == 4
+        assert [(r["method"], float(r["sparsity"])) for r in csv.DictReader(fh)] == [("weight", 0.0), ("weight", 0.9)]
 
 
 def test_missing_data_root_fails_cleanly_and_keeps_the_prepared_dataset(proj):

@@ -20,7 +20,8 @@ from project import copy_built, runs
 
 from prunelab.errors import ConfigError
 
-pytestmark = pytest.mark.e2e  # the built project (a real `dvc repro prune`) underneath
+# the built project (a real `dvc repro prune`) underneath
+pytestmark = pytest.mark.e2e
 
 
 def read_json(proj: Path, rel: str):
