@@ -1,16 +1,28 @@
-"""The pieces of a study across hosts that need no server: shards, job commands, outputs put back, store messages."""
+"""The pieces of a study across hosts that need no server: shards, job commands, outputs put back, store messages.
 
-import hashlib
-import json
+What DVC and MLflow make of prunelab's commands is asked of DVC and MLflow themselves: the
+commands are parsed by their own command-line parsers, DVC's output and cache come from a real
+(tiny) DVC repository run in this process, and a refused request from MLflow's own client.
+"""
+
+import contextlib
+import io
+import subprocess
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import yaml
+from stores import copy_migrated, refusing_server  # tests/ is on sys.path
 
 from prunelab import track
 from prunelab.cluster import jobs, server, shards
 from prunelab.errors import ConfigError, PrunelabError
 from prunelab.pipeline.outputs import restore_outputs
+
+# DVC's own code, not prunelab's: its trie library warns inside `dvc exp run` and `dvc commit`
+dvc_warnings = pytest.mark.filterwarnings("ignore:_NoneStep.value:DeprecationWarning")
 
 PARAMS = {"seed": 1, "sweep": {"methods": ["weight", "unit", "random"], "seeds": [0, 1, 2]}}
 
@@ -75,29 +87,118 @@ def test_a_bad_shard_request_is_one_line_naming_it(params, hosts, by, says):
         shards.plan(params, hosts, by)
 
 
+def dvc_args(argv: list[str]):
+    """``argv`` as DVC's own command line parses it (nothing runs)."""
+    from dvc.cli import parse_args
+
+    assert argv[0] == "dvc"
+    return parse_args(argv[1:])
+
+
 def test_a_jobs_commands_pull_the_run_cache_run_its_stages_and_push_both():
-    spec = jobs.JobSpec("repo", "abc", "/x", "r1-seed-0", ("train_baseline@0",), ("sweep.seeds=[0,1]",))
-    pull, run, push = jobs.commands(spec)
-    assert pull == ["dvc", "pull", "--run-cache", "--allow-missing"]
-    assert run == ["dvc", "exp", "run", "--pull", "-n", "r1-seed-0", "-S", "sweep.seeds=[0,1]", "train_baseline@0"]
-    assert push == ["dvc", "exp", "push", "--run-cache", "origin", "r1-seed-0"]
+    from dvc.commands.data_sync import CmdDataPull
+    from dvc.commands.experiments.push import CmdExperimentsPush
+    from dvc.commands.experiments.run import CmdExperimentsRun
 
-
-def test_the_stages_that_ran_and_were_restored_are_read_from_dvcs_output():
-    out = (
-        "Stage 'fetch_data' didn't change, skipping\n"
-        "Stage 'train_baseline@0' is cached - skipping run, checking out outputs\n"
-        "Running stage 'plot':\n> python stages/plot.py\nRunning stage 'efficiency':\n"
+    spec = jobs.JobSpec(
+        "repo", "abc", "/x", "r1-seed-0", ("train_baseline@0", "sweep@weight-0"), ("sweep.seeds=[0,1]", "seed=1")
     )
-    assert jobs.stages_in(out) == (["plot", "efficiency"], ["fetch_data", "train_baseline@0"])
+    pull, run, push = (dvc_args(argv) for argv in jobs.commands(spec))
+    # everything other shards pushed, their run-cache too; what no one pushed yet is no error
+    assert pull.func is CmdDataPull and pull.targets == [] and pull.run_cache and pull.allow_missing
+    # the shard's stages, in order, as the named experiment with the study's overrides; a run-cache
+    # hit's outputs are pulled from the remote; in this clone's workspace, not queued or in a temp folder
+    assert run.func is CmdExperimentsRun and run.targets == list(spec.targets) and run.name == spec.name
+    assert run.set_param == list(spec.overrides) and run.pull
+    assert not (run.queue or run.tmp_dir or run.run_all or run.force)
+    # the experiment to git's origin, its outputs and its run-cache to the DVC remote
+    assert push.func is CmdExperimentsPush and push.git_remote == "origin" and push.experiment == [spec.name]
+    assert push.run_cache and push.push_cache
+    # a job with no targets (gathering) runs the whole pipeline
+    gather = dvc_args(jobs.commands(jobs.JobSpec("repo", "abc", "/x", "gather", ()))[1])
+    assert gather.targets == [] and gather.set_param == [] and gather.name == "gather"
+
+
+def git(folder: Path, *args: str) -> None:
+    subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def dvc_console() -> Iterator[io.StringIO]:
+    """What DVC's console logging prints, collected. Its handlers hold the sys.stdout and
+    sys.stderr of the moment dvc was first imported (some earlier test's capture, in a test run),
+    so they are pointed here for the while; a job's log has both streams (jobs._sh)."""
+    import logging
+
+    from dvc.logger import LoggerHandler
+
+    handlers = {h for n in ("dvc", "dvc_objects", "dvc_data") for h in logging.getLogger(n).handlers}
+    handlers = [h for h in handlers if isinstance(h, LoggerHandler)]
+    assert handlers, "DVC no longer logs to the console through dvc.logger.LoggerHandler"
+    buffer, streams = io.StringIO(), [h.stream for h in handlers]
+    for h in handlers:
+        h.stream = buffer
+    try:
+        yield buffer
+    finally:
+        for h, stream in zip(handlers, streams, strict=True):
+            h.stream = stream
+
+
+@dvc_warnings
+def test_the_stages_that_ran_and_were_restored_are_read_from_dvcs_output(tmp_path, monkeypatch, capfd):
+    """A job's own `dvc exp run` (jobs.commands), run by DVC's CLI in this process on a two-stage
+    pipeline of shell commands: first both stages run; with another param one runs and the other
+    did not change; with the first param back, the run-cache restores the one."""
+    from dvc.cli import main
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    git(repo, "config", "user.email", "test@example.com")
+    git(repo, "config", "user.name", "test")
+    monkeypatch.chdir(repo)
+    assert main(["init", "-q"]) == 0
+    assert main(["remote", "add", "-q", "-d", "origin", str(tmp_path / "remote")]) == 0  # for --pull
+    (repo / "params.yaml").write_text("p: 1\n")
+    stages = {
+        "a": {"cmd": "echo ${p} > a.txt", "params": ["p"], "outs": ["a.txt"]},
+        "b": {"cmd": "echo b > b.txt", "outs": ["b.txt"]},
+    }
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "pipeline")
+
+    def exp_run(name: str, *overrides: str) -> str:
+        argv = jobs.commands(jobs.JobSpec("repo", "abc", str(repo), name, (), overrides))[1]
+        capfd.readouterr()
+        with dvc_console() as logged:
+            assert main(argv[1:]) == 0
+        out = capfd.readouterr()
+        return out.out + out.err + logged.getvalue()
+
+    assert jobs.stages_in(exp_run("first")) == (["a", "b"], [])
+    assert jobs.stages_in(exp_run("second", "p=2")) == (["a"], ["b"])  # b: didn't change
+    assert jobs.stages_in(exp_run("third", "p=1")) == ([], ["a", "b"])  # a: is cached (run-cache)
+
+
+def mlflow_server_params(argv: list[str]) -> dict:
+    """``argv`` as `mlflow server`'s own command line parses it (nothing starts)."""
+    from mlflow.cli import server as mlflow_server
+
+    assert argv[:2] == ["mlflow", "server"]
+    return mlflow_server.make_context("server", argv[2:]).params
 
 
 def test_the_server_binds_this_host_only_unless_told_and_proxies_artifacts():
-    argv = server.server_command("postgresql+psycopg://u@db/mlflow", "/srv/artifacts")
-    assert argv[argv.index("--host") + 1] == "127.0.0.1"
-    assert "--serve-artifacts" in argv and argv[argv.index("--artifacts-destination") + 1] == "/srv/artifacts"
-    assert "--app-name" not in argv
-    assert server.server_command("u", "a", host="0.0.0.0", auth=True)[-2:] == ["--app-name", "basic-auth"]
+    uri = "postgresql+psycopg://u@db/mlflow"
+    params = mlflow_server_params(server.server_command(uri, "/srv/artifacts"))
+    assert params["host"] == "127.0.0.1" and params["backend_store_uri"] == uri
+    assert params["serve_artifacts"] and params["artifacts_destination"] == "/srv/artifacts"
+    assert not params["artifacts_only"] and params["app_name"] is None  # no login unless asked
+    told = mlflow_server_params(server.server_command(uri, "a", host="0.0.0.0", port=5123, workers=2, auth=True))
+    assert told["host"] == "0.0.0.0" and told["port"] == 5123 and int(told["workers"]) == 2
+    assert told["app_name"] == "basic-auth"
 
 
 def test_the_basic_auth_settings_are_readable_by_the_server_only(tmp_path):
@@ -106,11 +207,25 @@ def test_the_basic_auth_settings_are_readable_by_the_server_only(tmp_path):
     assert "admin_password = a-long-password-1" in path.read_text()
 
 
-def test_a_refused_login_is_one_line_that_says_where_credentials_go():
-    exc = Exception("API request to endpoint /api/2.0/mlflow/runs/create failed with error code 401 != 200")
-    line = track.describe_failure(exc, "http://127.0.0.1:5000")
-    assert "refused the request: no or wrong credentials (401)" in line
-    assert "MLFLOW_TRACKING_USERNAME" in line and "\n" not in line
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (401, "refused the request: no or wrong credentials (401). Set MLFLOW_TRACKING_USERNAME and "),
+        (403, "refused the request: this user may not write to experiment 'prunelab' (403): ask "),
+    ],
+)
+def test_a_refused_request_is_one_line_that_says_what_to_do(monkeypatch, tmp_path, status, says):
+    """MLflow's own client meets a server that refuses it, so the test sees MLflow's real error text
+    (the basic-auth server itself: test_cluster_servers)."""
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "PRUNELAB_MLFLOW_EXPERIMENT"):
+        monkeypatch.delenv(name, raising=False)
+    with refusing_server(status) as uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+        with pytest.raises(track.TrackingError) as err:
+            with track.start_run("prune", params={}, tags={}):
+                pass
+    assert str(err.value).startswith(f"tracking server {uri} {says}") and "\n" not in str(err.value)
 
 
 def test_a_run_is_silent_from_its_last_heartbeat_and_one_without_heartbeats_is_never_judged():
@@ -120,68 +235,85 @@ def test_a_run_is_silent_from_its_last_heartbeat_and_one_without_heartbeats_is_n
     assert track.reap.silent_for({track.HEARTBEAT_TAG: "soon"}, now) is None
 
 
-def dvc_object(cache, data: bytes) -> str:
-    md5 = hashlib.md5(data).hexdigest()
-    path = cache / "files" / "md5" / md5[:2] / md5[2:]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return md5
+def committed(root: Path, stages: dict, files: dict[str, bytes], cache: str | None = None) -> None:
+    """A real DVC repository at ``root`` whose stages wrote ``files`` and were committed by DVC
+    (`dvc commit`): dvc.lock and the cache exactly as DVC lays them out; ``cache``: `dvc cache dir --local`."""
+    from dvc.cli import main
+    from dvc.repo import Repo
+
+    Repo.init(root, no_scm=True).close()
+    if cache is not None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.chdir(root)
+            assert main(["cache", "dir", "--local", cache]) == 0
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}))
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    with Repo(root) as repo:
+        repo.commit(force=True)
 
 
-def test_outputs_dvc_removed_come_back_from_its_cache_and_present_ones_are_left(tmp_path):
-    cache = tmp_path / ".dvc" / "cache"
-    (tmp_path / ".dvc").mkdir()
-    (tmp_path / ".dvc" / "config").write_text("[core]\n    analytics = false\n")
-    model, kept = dvc_object(cache, b"weights"), dvc_object(cache, b"old metrics")
-    files = [
-        {"relpath": "a.png", "md5": dvc_object(cache, b"png")},
-        {"relpath": "sub/b.csv", "md5": dvc_object(cache, b"1,2")},
-    ]
-    manifest = json.dumps(files).encode()
-    folder = hashlib.md5(manifest).hexdigest() + ".dir"
-    (cache / "files" / "md5" / folder[:2]).mkdir(parents=True, exist_ok=True)
-    (cache / "files" / "md5" / folder[:2] / folder[2:]).write_bytes(manifest)
-    lock = {
-        "schema": "2.0",
-        "stages": {
-            "train_baseline@0": {
-                "cmd": "python stages/train_baseline.py --seed 0",
-                "outs": [
-                    {"path": "models/baseline/seed-0.pt", "md5": model},
-                    {"path": "metrics/m.json", "md5": kept},
-                    {"path": "results/plots", "md5": folder},
-                ],
-            }
+TRAIN = {  # as in the project's dvc.yaml: a foreach stage, so dvc.lock names it train_baseline@0
+    "train_baseline": {
+        "foreach": [0],
+        "do": {
+            "cmd": "python stages/train_baseline.py --seed ${item}",
+            "outs": ["models/baseline/seed-${item}.pt", "metrics/m-${item}.json", "results/plots-${item}"],
         },
     }
-    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-    (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics" / "m.json").write_bytes(b"new metrics")  # written before the failure: left alone
+}
+
+
+@dvc_warnings
+def test_outputs_dvc_removed_come_back_from_its_cache_and_present_ones_are_left(tmp_path):
+    from dvc.repo import Repo
+
+    files = {
+        "models/baseline/seed-0.pt": b"weights",
+        "metrics/m-0.json": b"old metrics",
+        "results/plots-0/a.png": b"png",
+        "results/plots-0/sub/b.csv": b"1,2",
+    }
+    committed(tmp_path, TRAIN, files)
+    assert "train_baseline@0" in yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]
+    # what DVC does before it reruns the stage: its outputs go; this one was written again before the failure
+    (tmp_path / "models/baseline/seed-0.pt").unlink()
+    for name in ("results/plots-0/a.png", "results/plots-0/sub/b.csv"):
+        (tmp_path / name).unlink()
+    for folder in ("results/plots-0/sub", "results/plots-0"):
+        (tmp_path / folder).rmdir()
+    (tmp_path / "metrics/m-0.json").write_bytes(b"new metrics")
     argv = ["stages/train_baseline.py", "--seed", "0"]
     assert restore_outputs(tmp_path, ["stages/train_baseline.py", "--seed", "1"]) == []  # another stage's command
-    assert restore_outputs(tmp_path, argv) == ["models/baseline/seed-0.pt", "results/plots"]
-    assert (tmp_path / "models/baseline/seed-0.pt").read_bytes() == b"weights"
-    assert (tmp_path / "results/plots/sub/b.csv").read_bytes() == b"1,2"
-    assert (tmp_path / "metrics/m.json").read_bytes() == b"new metrics"
-    (cache / "files" / "md5" / model[:2] / model[2:]).unlink()  # `dvc gc` took it: nothing to put back
+    assert sorted(restore_outputs(tmp_path, argv)) == ["models/baseline/seed-0.pt", "results/plots-0"]
+    assert {name: (tmp_path / name).read_bytes() for name in files} == {**files, "metrics/m-0.json": b"new metrics"}
+    with Repo(tmp_path) as repo:  # `dvc gc` took the model's object: nothing to put back
+        lock = yaml.safe_load((tmp_path / "dvc.lock").read_text())["stages"]["train_baseline@0"]
+        md5 = next(o["md5"] for o in lock["outs"] if o["path"] == "models/baseline/seed-0.pt")
+        Path(repo.cache.local.oid_to_path(md5)).unlink()
     (tmp_path / "models/baseline/seed-0.pt").unlink()
     assert restore_outputs(tmp_path, argv) == []
 
 
-def test_a_cache_elsewhere_is_found_through_dvcs_config(tmp_path):
-    (tmp_path / ".dvc").mkdir()
-    (tmp_path / ".dvc" / "config.local").write_text(f"[cache]\n    dir = {tmp_path / 'shared-cache'}\n")
-    md5 = dvc_object(tmp_path / "shared-cache", b"data")
-    lock = {"stages": {"fetch_data": {"cmd": "python stages/fetch_data.py", "outs": [{"path": "d.pt", "md5": md5}]}}}
-    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-    assert restore_outputs(tmp_path, ["stages/fetch_data.py"]) == ["d.pt"]
+@dvc_warnings
+@pytest.mark.parametrize("how", ["relative", "absolute"])
+def test_a_cache_elsewhere_is_found_through_dvcs_config(tmp_path, how):
+    root, shared = tmp_path / "repo", tmp_path / "shared-cache"
+    root.mkdir()
+    stage = {"fetch_data": {"cmd": "python stages/fetch_data.py", "outs": ["d.pt"]}}
+    committed(root, stage, {"d.pt": b"data"}, cache="../shared-cache" if how == "relative" else str(shared))
+    assert [p for p in shared.rglob("*") if p.is_file()]  # DVC put its objects there, not in .dvc/cache
+    (root / "d.pt").unlink()
+    assert restore_outputs(root, ["stages/fetch_data.py"]) == ["d.pt"]
+    assert (root / "d.pt").read_bytes() == b"data"
 
 
 def test_a_run_whose_heartbeat_stopped_is_marked_killed_from_any_host(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{copy_migrated(tmp_path / 'mlflow.db')}")
     monkeypatch.setenv(track.reap.STALE_ENV, "600")
     exp, client, now = track.init_store(), MlflowClient(), int(time.time())
     ghost = {track.HOST_TAG: "a-host-that-is-gone", track.PID_TAG: "1"}

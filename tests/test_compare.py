@@ -1,6 +1,7 @@
 """Comparing runs: the experiment opens on its runs, datasets are inputs, one table across experiments."""
 
 import pytest
+from stores import closed_port, copy_migrated  # tests/ is on sys.path
 
 from prunelab import track
 from prunelab.errors import PrunelabError
@@ -9,9 +10,11 @@ from prunelab.track import compare
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
+    """A new, empty store (a copy of one migrated once: tests/stores.py); prunelab makes its experiment."""
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    copy_migrated(tmp_path / "mlruns" / "mlflow.db")
     from mlflow.tracking import MlflowClient
 
     return tmp_path, MlflowClient(track.tracking_uri())
@@ -131,14 +134,20 @@ def test_command_prints_and_writes_csv_and_markdown(store, monkeypatch, capsys):
 
 
 def test_unreachable_store_is_one_line_in_seconds(monkeypatch):
-    import socket
+    """prunelab's patience while a run starts (START_HTTP) is what bounds the wait: MLflow's own
+    would retry for minutes. urllib3's backoff sleeps are recorded instead of slept (a closed port
+    refuses at once, so they are all the time it would take), and their sum is the bound."""
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from urllib3.util import Retry
+
+    backoffs: list[float] = []
+    monkeypatch.setattr(Retry, "sleep", lambda retry, response=None: backoffs.append(retry.get_backoff_time()))
+    for name in track.store.START_HTTP:  # what prunelab sets, not what this shell may have set
+        monkeypatch.delenv(name, raising=False)
+    port = closed_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     start = time.monotonic()
     with pytest.raises(track.TrackingError, match=rf"tracking server http://127.0.0.1:{port} is unreachable"):
         track.search_runs()
-    assert time.monotonic() - start < 30
+    assert backoffs and sum(backoffs) + time.monotonic() - start < 30

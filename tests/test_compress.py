@@ -12,7 +12,7 @@ import torch
 
 from prunelab.compress import apply, finetune_centroids, kmeans, linear, quantize
 from prunelab.config import CompressConfig, ConfigError, FinetuneConfig, ModelConfig, PruneConfig
-from prunelab.export import ExportError, codec, container, export_model, integrity, load_export
+from prunelab.export import ExportError, codec, export_model, integrity, load_export
 from prunelab.export.codec import Shared
 from prunelab.models import MODELS
 from prunelab.pipeline.compress import compress_model
@@ -271,11 +271,15 @@ def test_truncated_flipped_and_future_files_are_refused(tmp_path):
             load_export(info.path)
     info.path.write_bytes(good)
     header, data = _header(info.path)
-    header["version"] = 3
-    _reseal(info.path, header, data)
-    with pytest.raises(ExportError, match="version 3, this prunelab reads 'prunelab-sparse' version 1 or 2"):
-        load_export(info.path)
-    assert container.READS == (1, 2)
+    # versions 1 and 2 load (test_the_compressed_file_loads_back_as_the_quantized_model_and_is_version_2);
+    # one on either side of them, or a version that is not a number, is refused before anything is read
+    for version in (3, 0, "2", None):
+        header["version"] = version
+        _reseal(info.path, header, data)
+        with pytest.raises(
+            ExportError, match=rf"version {version!r}, this prunelab reads 'prunelab-sparse' version 1 or 2"
+        ):
+            load_export(info.path)
 
 
 # -- the pipeline's step -------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """What pruning buys, in the pipeline: the joined table, its curves and summary against
 hand-computed values, export folders, and a sweep point's measurement leaving nothing behind."""
 
+import re
 from dataclasses import FrozenInstanceError
 
 import pytest
@@ -164,15 +165,23 @@ def test_the_timing_mode_comes_from_the_environment_and_a_bad_one_is_one_line_na
     assert str(error.value) == "PRUNELAB_TIMING='fast': expected one of full, quick"
 
 
-def test_each_preset_keeps_its_callers_numbers():
-    P = policies.TimingPolicy
-    assert policies.STAGE == P(rounds=7, warmup=2, min_sample_s=0.02, max_s=5.0)
-    assert policies.QUICK == P(rounds=3, warmup=2, min_sample_s=0.02, max_s=5.0)
-    assert policies.SWEEP_POINT == P(rounds=3, warmup=1, min_sample_s=0.01, max_s=2.0)
-    assert policies.KERNELS == P(rounds=7, warmup=2, min_sample_s=0.02, max_s=1.0)
-    assert policies.QUICK_KERNELS == P(rounds=3, warmup=1, min_sample_s=0.005, max_s=0.25)
-    assert policies.BENCH == P(rounds=31, warmup=2, min_sample_s=0.02, max_s=None)
-    assert policies.DEFAULT == P(rounds=7, warmup=2, min_sample_s=0.02, max_s=None)
+def test_each_preset_is_what_the_timing_table_says_and_quick_is_never_slower():
+    """The presets' numbers are the ones measure/timing.py's table gives each caller (so the table
+    a reader goes by is true), and PRUNELAB_TIMING=quick is fewer, shorter rounds for every use."""
+    row = re.compile(r"^``(\w+)``\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+|none)\s")
+    table = {
+        m[1]: policies.TimingPolicy(int(m[2]), int(m[3]), float(m[4]), None if m[5] == "none" else float(m[5]))
+        for m in map(row.match, policies.__doc__.splitlines())
+        if m
+    }
+    presets = {name: value for name, value in vars(policies).items() if isinstance(value, policies.TimingPolicy)}
+    assert table == presets
+    full, quick = policies.MODES["full"], policies.MODES["quick"]
+    assert full.keys() == quick.keys()
+    for use in full:
+        f, q = full[use], quick[use]
+        assert q != f and q.rounds <= f.rounds and q.warmup <= f.warmup and q.min_sample_s <= f.min_sample_s
+        assert q.max_s is not None and f.max_s is not None and q.max_s <= f.max_s
     with pytest.raises(FrozenInstanceError):
         policies.STAGE.rounds = 3
 

@@ -1,6 +1,11 @@
 """Every registered model, every applicable method: shapes, parameter counts, filter removal, save/load.
 
-Inputs are kept small (32 px, batch 2) so even VGG16 and ResNet-101 stay fast.
+Inputs are kept small (32 px, batch 2). VGG16, VGG16-BN and ResNet-101 are pruned as thin
+stand-ins: prunelab's own builder makes the full-size network on PyTorch's meta device (no
+memory, no arithmetic), and ``thinned`` gives its exact module tree (names, kinds, kernels,
+strides, paddings, biases) with every width divided by 8, on the CPU. The pruning code sees
+the same layers and couplings in the same places at 1/64 of the parameters; that the
+stand-ins are the real networks narrowed, and what the full-size ones are, is checked below.
 """
 
 import copy
@@ -8,11 +13,13 @@ import functools
 
 import pytest
 import torch
+from torch import nn
 
 from prunelab.config import ModelConfig
 from prunelab.errors import ConfigError
 from prunelab.measure.parameters import count_params
 from prunelab.models import MODELS, check_input_size
+from prunelab.models.common import Standardize
 from prunelab.pruning import METHODS, STRUCTURAL
 from prunelab.pruning.layers import classifier_name
 from prunelab.pruning.masks import make_permanent
@@ -23,16 +30,58 @@ from prunelab.train import checkpoint
 
 SHAPES = {"mlp": (1, 28, 28), "mnist_cnn": (1, 28, 28)}  # the rest: CIFAR-sized
 CLASSES = 7
+THINNED = ("vgg16", "vgg16_bn", "resnet101")  # tens of millions of parameters at full size
+# Every channel and hidden width of VGG and ResNet is a multiple of 64, so dividing by 8
+# keeps them whole and every join (a residual sum, the classifier's flattened input) consistent.
+DIVISOR = 8
+
+
+def narrow(width: int) -> int:
+    """A thin stand-in's width: the input's channels (1, 3) and the class count (7) stay."""
+    return width // DIVISOR if width >= 64 else width
+
+
+def full_size(name: str, shape=None, classes: int = CLASSES) -> nn.Module:
+    """prunelab's real network ``name``, built by its registered builder on the meta device."""
+    with torch.device("meta"):
+        return MODELS.get(name)(
+            ModelConfig(name=name, hidden=(64, 32)), shape or SHAPES.get(name, (3, 32, 32)), classes
+        )
+
+
+def thinned(full: nn.Module) -> nn.Module:
+    """``full``'s module tree with each Conv2d, BatchNorm2d and Linear narrowed, initialised on the CPU."""
+    thin = copy.deepcopy(full)
+    for name, m in list(thin.named_modules()):
+        if isinstance(m, nn.Conv2d):
+            assert m.groups == 1  # VGG and ResNet-101: plain convolutions
+            new = nn.Conv2d(
+                narrow(m.in_channels), narrow(m.out_channels), m.kernel_size, m.stride, m.padding, m.dilation,
+                bias=m.bias is not None,
+            )  # fmt: skip
+        elif isinstance(m, nn.BatchNorm2d):
+            new = nn.BatchNorm2d(narrow(m.num_features), m.eps, m.momentum, m.affine, m.track_running_stats)
+        elif isinstance(m, nn.Linear):
+            new = nn.Linear(narrow(m.in_features), narrow(m.out_features), bias=m.bias is not None)
+        elif isinstance(m, Standardize):
+            new = Standardize(m.mean.shape[0])
+        else:
+            continue
+        thin.set_submodule(name, new)
+    assert not any(t.is_meta for t in [*thin.parameters(), *thin.buffers()])
+    return thin
 
 
 @functools.cache
 def _pristine(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
+    if name in THINNED:
+        return thinned(full_size(name)).eval()
     return MODELS.get(name)(ModelConfig(name=name, hidden=(64, 32)), SHAPES.get(name, (3, 32, 32)), CLASSES).eval()
 
 
 def build(name: str) -> tuple[torch.nn.Module, tuple[int, int, int]]:
-    """A fresh copy of the model (built once per name: VGG16 takes seconds to initialise)."""
+    """A fresh copy of the model (built once per name); VGG and ResNet as their thin stand-ins."""
     return copy.deepcopy(_pristine(name)), SHAPES.get(name, (3, 32, 32))
 
 
@@ -54,6 +103,37 @@ CASES = [(model, method) for model in MODELS.names() for method in applicable(mo
 def test_forward_shape(name):
     model, shape = build(name)
     assert model(torch.rand(2, *shape)).shape == (2, CLASSES)
+    if name in THINNED:  # and the full-size network, shapes only
+        assert full_size(name)(torch.empty(2, *shape, device="meta")).shape == (2, CLASSES)
+
+
+def layout(model: nn.Module, width=lambda w: w) -> list[tuple]:
+    """Each module's name, kind and geometry, its widths mapped through ``width``."""
+    out = []
+    for name, m in model.named_modules():
+        geometry = ()
+        if isinstance(m, nn.Conv2d):
+            geometry = (width(m.in_channels), width(m.out_channels), m.kernel_size, m.stride, m.padding, m.dilation)
+        elif isinstance(m, nn.BatchNorm2d):
+            geometry = (width(m.num_features), m.eps, m.momentum, m.affine)
+        elif isinstance(m, nn.Linear):
+            geometry = (width(m.in_features), width(m.out_features))
+        elif isinstance(m, nn.MaxPool2d | nn.AdaptiveAvgPool2d | nn.Dropout):
+            geometry = (repr(m),)
+        bias = getattr(m, "bias", None) is not None if isinstance(m, nn.Conv2d | nn.Linear) else None
+        out.append((name, type(m), geometry, bias))
+    return out
+
+
+@pytest.mark.parametrize("name", THINNED)
+def test_the_thin_stand_ins_are_the_real_networks_narrowed(name):
+    """What the other tests prune is prunelab's network with only its widths changed, and that
+    network at 224 px and 1000 classes is torchvision's exact one (its published parameter count)."""
+    model, _ = build(name)
+    assert layout(model) == layout(full_size(name), narrow)
+    assert all(m.training is False for m in model.modules())  # like the real one in .eval()
+    published = {"vgg16": 138_357_544, "vgg16_bn": 138_365_992, "resnet101": 44_549_160}
+    assert count_params(full_size(name, (3, 224, 224), 1000)) == published[name]
 
 
 @pytest.mark.parametrize("name, method", CASES)
@@ -86,7 +166,8 @@ def test_sparsity_zero_changes_nothing(name, method):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     prune_point(model, method, 0.0, shape)
     make_permanent(model)
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
+    after = model.state_dict()
+    assert state.keys() == after.keys() and all(torch.equal(v, after[k]) for k, v in state.items())
     assert torch.equal(model(x), expected)
 
 

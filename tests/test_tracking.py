@@ -2,22 +2,33 @@
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 
 import pytest
+from stores import closed_port, copy_migrated  # tests/ is on sys.path
 
 from prunelab import paths, track
 
 
 @pytest.fixture
-def store(tmp_path, monkeypatch):
+def new_root(tmp_path, monkeypatch):
+    """A workspace with no store yet: prunelab creates it (folder, schema, experiment) on first use."""
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PRUNELAB_MLFLOW_EXPERIMENT", raising=False)
     monkeypatch.setenv("DVC_EXP_NAME", "exp-test")
     from mlflow.tracking import MlflowClient
 
     yield tmp_path, lambda: MlflowClient(track.tracking_uri())
+
+
+@pytest.fixture
+def store(new_root):
+    """The same with a migrated empty store in place (a copy: no migration per test)."""
+    copy_migrated(new_root[0] / "mlruns" / "mlflow.db")
+    return new_root
 
 
 def runs(client):
@@ -25,14 +36,14 @@ def runs(client):
     return client.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
 
 
-def test_store_lives_in_the_main_repo_named_by_dvc_root(store):
-    root, _ = store
+def test_store_lives_in_the_main_repo_named_by_dvc_root(new_root):
+    root, _ = new_root
     assert paths.mlruns_dir() == root / "mlruns"
     assert track.tracking_uri() == f"sqlite:///{root}/mlruns/mlflow.db"
 
 
-def test_run_logs_params_tags_history_and_artifacts(store):
-    root, client = store
+def test_run_logs_params_tags_history_and_artifacts(new_root):
+    root, client = new_root  # the store is created from nothing by the run
     artifact = root / "metrics.json"
     artifact.write_text("{}")
     history = [{"epoch": 1, "val_loss": 0.9}, {"epoch": 2, "val_loss": 0.5}]
@@ -115,38 +126,57 @@ def test_runs_record_their_owner_and_orphans_of_dead_processes_are_marked_killed
     assert reaped in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    ("uri", "error", "expected"),
-    [
-        (
-            "http://127.0.0.1:9",
-            ConnectionError("HTTPConnectionPool: Max retries exceeded ([Errno 111] Connection refused)"),
-            "tracking server http://127.0.0.1:9 is unreachable (Connection refused): "
-            "start it, or unset MLFLOW_TRACKING_URI",
-        ),
-        (
-            "sqlite:///x.db",
-            RuntimeError("(sqlite3.OperationalError) attempt to write a readonly database"),
-            "tracking store sqlite:///x.db is read-only: make it writable again",
-        ),
-        (
-            "sqlite:///x.db",
-            RuntimeError("(sqlite3.OperationalError) database is locked"),
-            "tracking store sqlite:///x.db is locked by another process",
-        ),
-        (
-            "sqlite:///x.db",
-            ValueError("something new\nwith detail"),
-            "tracking store sqlite:///x.db failed: outer wrapper",
-        ),
-    ],
-)
-def test_store_failures_are_one_line_saying_what_to_do(uri, error, expected):
+def failure(monkeypatch, uri: str) -> str:
+    """What prunelab says when it opens the store at ``uri`` (the first thing a stage does)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(track.TrackingError) as err:
+        with track.start_run("prune", params={}, tags={}):
+            pass
+    message = str(err.value)
+    assert "\n" not in message
+    return message
+
+
+# Each failure below is real: MLflow's own client meets a closed port or SQLite's own refusal,
+# so a change in the text MLflow or SQLite give shows here (the stages' view: test_faults).
+
+
+def test_an_unreachable_server_is_one_line_naming_the_cause(new_root, monkeypatch):
+    uri = f"http://127.0.0.1:{closed_port()}"
+    # refused at once, no backoff to sit through (how long prunelab's own patience is: test_compare)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    assert failure(monkeypatch, uri).startswith(
+        f"tracking server {uri} is unreachable (Connection refused): start it, or unset MLFLOW_TRACKING_URI"
+    )
+
+
+def test_a_read_only_store_is_one_line_saying_to_make_it_writable(store, monkeypatch):
+    root, _ = store
+    # SQLite opens the file read-only (root ignores file modes; test_faults uses chattr +i)
+    uri = f"sqlite:///file:{root / 'mlruns' / 'mlflow.db'}?mode=ro&uri=true"
+    assert failure(monkeypatch, uri).startswith(f"tracking store {uri} is read-only: make it writable again")
+
+
+def test_a_locked_store_is_one_line_naming_the_lock(store, monkeypatch):
+    root, _ = store
+    db = root / "mlruns" / "mlflow.db"
+    holder = sqlite3.connect(db)
+    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of a write
     try:
-        raise RuntimeError("outer wrapper") from error
+        message = failure(monkeypatch, f"sqlite:///{db}?timeout=0.2")  # SQLite's busy wait: 0.2 s, not 5
+    finally:
+        holder.rollback()
+        holder.close()
+    assert message.startswith(f"tracking store sqlite:///{db}?timeout=0.2 is locked by another process")
+
+
+def test_an_unknown_store_failure_is_one_line_with_its_outermost_reason():
+    """Anything describe_failure does not recognise: the first exception's reason, on one line."""
+    try:
+        raise RuntimeError("outer wrapper") from ValueError("something new\nwith detail")
     except RuntimeError as exc:
-        message = track.describe_failure(exc, uri)
-    assert message.startswith(expected) and "\n" not in message
+        message = track.describe_failure(exc, "sqlite:///x.db")
+    assert message.startswith("tracking store sqlite:///x.db failed: outer wrapper") and "\n" not in message
 
 
 def test_ctrl_c_during_a_store_call_is_delivered_after_it():
