@@ -19,8 +19,6 @@ import threading
 import time
 from pathlib import Path
 
-import mlflow
-
 # tags that say which process owns a run (see reap_dead_runs)
 HOST_TAG, PID_TAG, STARTED_TAG = "prunelab.host", "prunelab.pid", "prunelab.process_start"
 HEARTBEAT_TAG, JOB_TAG, REAPED_TAG = "prunelab.heartbeat", "prunelab.job", "prunelab.reaped"
@@ -84,7 +82,9 @@ def silent_for(tags: dict[str, str], now: float) -> float | None:
 
 def reap_dead_runs(experiment_id: str) -> list[str]:
     """Mark KILLED the RUNNING runs whose process (this host) or heartbeat (any host) is gone; return their ids."""
-    client = mlflow.tracking.MlflowClient()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
     host, now, stale = socket.gethostname(), time.time(), stale_after()
     running = client.search_runs([experiment_id], max_results=1000, filter_string="attributes.status = 'RUNNING'")
     dead: list[tuple[object, str]] = []
@@ -106,7 +106,9 @@ def reap_dead_runs(experiment_id: str) -> list[str]:
 
 def reap_job(experiment_id: str, job: str, why: str) -> list[str]:
     """Mark KILLED the RUNNING runs of launcher job ``job`` (its host is lost); return their ids."""
-    client = mlflow.tracking.MlflowClient()
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
     job_value = job.replace("'", "")
     runs = client.search_runs(
         [experiment_id],
@@ -139,7 +141,9 @@ class Heartbeat:
         self._stop.set()
 
     def _beat(self) -> None:
-        client = mlflow.tracking.MlflowClient()
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient()
         while not self._stop.wait(heartbeat_every()):
             try:
                 client.set_tag(self.run_id, HEARTBEAT_TAG, str(int(time.time())))

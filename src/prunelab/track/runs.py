@@ -21,10 +21,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import mlflow
-from mlflow.entities import Metric
-
 from prunelab.parallel import is_writer
+from prunelab.track import startup
 from prunelab.track.reap import Heartbeat, process_tags, reap_dead_runs
 from prunelab.track.store import experiment_name, init_store, is_server, store_errors, tracking_uri
 
@@ -86,8 +84,11 @@ def start_run(
     On ranks other than 0 there is no run: it yields None.
     """
     if not is_writer():
+        startup.release()
         yield None
         return
+    import mlflow  # in each function that uses it: the other ranks never pay its import (about 1 s)
+
     experiment = init_store()
     beats = not nested and is_server(tracking_uri())  # other hosts judge from it whether this one is alive
     with store_errors():
@@ -98,12 +99,16 @@ def start_run(
         )
         try:
             if params:
-                mlflow.log_params({k: _param_value(v) for k, v in flatten(params).items()})
+                flat = flatten(params)  # a list is logged as its items joined by commas
+                mlflow.log_params(
+                    {k: ",".join(map(str, v)) if isinstance(v, list | tuple) else v for k, v in flat.items()}
+                )
             if dataset is not None:
                 log_dataset(*dataset)
         except BaseException:
             _end("FAILED")
             raise
+    startup.release()  # the stage's imports are done: its work starts here
     heartbeat = Heartbeat(run.info.run_id).start() if beats else None
     try:
         yield run.info.run_id
@@ -123,17 +128,17 @@ def start_run(
 def _end(status: str) -> None:
     """End the active run while an error or interrupt unwinds: a store that fails now must not
     hide the reason (the run stays RUNNING, and the next stage marks it KILLED)."""
+    import mlflow
+
     with contextlib.suppress(Exception), store_errors(starting=False):  # quiet: the reason is already on its way
         mlflow.end_run(status)
-
-
-def _param_value(value: Any) -> Any:
-    return ",".join(map(str, value)) if isinstance(value, list | tuple) else value
 
 
 @_writer_only
 def log_metrics(metrics: Mapping[str, float | None], step: int | None = None) -> None:
     """Log the numbers; a None (say, target_sparsity of a threshold-pruned model) is no metric."""
+    import mlflow
+
     with store_errors(starting=False):
         mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None}, step=step)
 
@@ -158,6 +163,8 @@ def log_child(
 @_writer_only
 def log_history(history: list[Mapping[str, float]], prefix: str = "") -> None:
     """Per-epoch metrics in one batch, each at step = epoch."""
+    from mlflow.entities import Metric
+
     now = int(time.time() * 1000)
     metrics = [
         Metric(f"{prefix}{k}", float(v), now, int(rec["epoch"]))
@@ -168,8 +175,10 @@ def log_history(history: list[Mapping[str, float]], prefix: str = "") -> None:
     _log_batch(metrics)
 
 
-def _log_batch(metrics: list[Metric]) -> None:
-    """Metrics into the active run, 1000 per call (the store's per-call limit)."""
+def _log_batch(metrics: list) -> None:
+    """mlflow Metrics into the active run, 1000 per call (the store's per-call limit)."""
+    import mlflow
+
     client = mlflow.tracking.MlflowClient()
     run_id = mlflow.active_run().info.run_id
     with store_errors(starting=False):
@@ -179,6 +188,8 @@ def _log_batch(metrics: list[Metric]) -> None:
 
 @_writer_only
 def log_artifacts(files: list[str | Path], artifact_path: str | None = None) -> None:
+    import mlflow
+
     with store_errors(starting=False):
         for f in files:
             if Path(f).exists():
@@ -212,6 +223,7 @@ def log_dataset(path: str | Path, name: str, context: str = "training") -> None:
     """
     import warnings
 
+    import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
     from mlflow.data.meta_dataset import MetaDataset
 
@@ -229,6 +241,8 @@ def log_curves(rows: list[Mapping[str, Any]]) -> None:
     ``curve/<method>/<regime>_test_accuracy`` at step = k in tenths of a percent (925 is k = 92.5 %),
     and ``..._std`` beside each with several seeds. MLflow's chart view draws each as accuracy
     against k, and selecting several plot runs overlays their curves."""
+    from mlflow.entities import Metric
+
     now = int(time.time() * 1000)
     metrics = [
         Metric(
@@ -248,6 +262,7 @@ def log_curves(rows: list[Mapping[str, Any]]) -> None:
 @_writer_only
 def log_table(rows: list[Mapping[str, Any]], columns: list[str], artifact_file: str) -> None:
     """Rows as an MLflow table artifact (shown as a table in the run's artifacts)."""
+    import mlflow
     import pandas as pd
 
     with store_errors(starting=False):
@@ -259,6 +274,8 @@ def log_table(rows: list[Mapping[str, Any]], columns: list[str], artifact_file: 
 def search_runs(filter_string: str = ""):
     """Every run of the experiment matching ``filter_string``, as MLflow's pandas DataFrame
     (``params.*``, ``metrics.*``, ``tags.*`` columns); None when the store has no such experiment."""
+    import mlflow
+
     mlflow.set_tracking_uri(tracking_uri())
     with store_errors():
         exp = mlflow.get_experiment_by_name(experiment_name())

@@ -28,8 +28,6 @@ import signal
 import time
 from collections.abc import Iterator
 
-import mlflow
-
 from prunelab import atomic, paths
 from prunelab.errors import PrunelabError
 
@@ -83,6 +81,8 @@ def init_store() -> str:
 
     Two queue workers starting at once would otherwise race the SQLite schema migration.
     """
+    import mlflow  # about a second: paid by the process that logs, when it starts its run
+
     key = (tracking_uri(), experiment_name())
     if key in _experiment_ids:
         mlflow.set_tracking_uri(key[0])
@@ -93,6 +93,8 @@ def init_store() -> str:
 
 
 def _create_store() -> str:
+    import mlflow
+
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     if is_server(uri):  # the server keeps the artifacts (proxied) and its database serialises the creation
@@ -113,6 +115,8 @@ def _already_exists(exc: Exception) -> bool:
 
 def _get_or_create(artifact_location: str | None, tries: int = 5) -> str:
     """The experiment's id, creating it if no one has; a worker that loses the race reads the winner's."""
+    import mlflow
+
     name = experiment_name()
     for attempt in range(tries):
         exp = mlflow.get_experiment_by_name(name)
