@@ -33,6 +33,9 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
+_frozen = False
+
+
 def _release_freed_memory() -> None:
     """Hand freed heap memory back to the system (glibc), so memory reused later counts as new.
 
@@ -42,11 +45,14 @@ def _release_freed_memory() -> None:
     (``gc.freeze``): modules, classes and the caller's long-lived objects, which later
     collections skip. Whatever becomes garbage afterwards is still collected here, and
     frozen objects are still freed by reference counting; only a reference cycle among them
-    would outlive its use.
+    would outlive its use. (A stage has frozen its imports already, ``track.startup``: this
+    first call still freezes what the stage made since, torch.export's modules included.)
     """
+    global _frozen
     gc.collect()
-    if not gc.get_freeze_count():
+    if not _frozen:
         gc.freeze()
+        _frozen = True
     with contextlib.suppress(OSError, AttributeError):
         import ctypes
 
