@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from stores import copy_migrated
 
 ROOT = Path(__file__).resolve().parents[1]
 # Top-level paths that are built, not source; the copy gets none of them.
@@ -55,6 +56,14 @@ def sh(proj: Path, *cmd: str, check: bool = True, timeout: int = 900, **extra_en
     return out
 
 
+def set_params(proj: Path, **sections: dict) -> None:
+    """Merge each section's values into the project's params.yaml."""
+    values = yaml.safe_load((proj / "params.yaml").read_text())
+    for section, changes in sections.items():
+        values[section].update(changes)
+    (proj / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+
+
 def copy_project(dest: Path, params: dict[str, dict]) -> Path:
     """The source tree in ``dest`` with ``params`` merged into each params.yaml section, committed to git."""
 
@@ -72,10 +81,7 @@ def copy_project(dest: Path, params: dict[str, dict]) -> Path:
         ]
 
     shutil.copytree(ROOT, dest, ignore=ignore)
-    values = yaml.safe_load((dest / "params.yaml").read_text())
-    for section, changes in params.items():
-        values[section].update(changes)
-    (dest / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    set_params(dest, **params)
     sh(dest, "git", "init", "-q")
     sh(dest, "git", "add", "-A")
     sh(dest, "git", "commit", "-qm", "tiny")
@@ -106,8 +112,7 @@ class Built:
 
 def build_tiny(shared: Path) -> Built:
     """The tiny project in ``shared``, built by the first caller of a pytest run (xdist workers
-    share ``shared``: the others wait on a lock and read it). Its MLflow store stays with it;
-    an empty store, migrated once, is kept beside it for the copies (see ``copy_built``)."""
+    share ``shared``: the others wait on a lock and read it). Its MLflow store stays with it."""
     shared.mkdir(parents=True, exist_ok=True)
     done = shared / "built.json"
     with open(shared / "build.lock", "w") as lock:
@@ -115,21 +120,9 @@ def build_tiny(shared: Path) -> Built:
         if not done.exists():
             proj = copy_project(shared / "prunelab", TINY)
             out = sh(proj, "dvc", "repro", "prune")
-            _empty_store(shared / "empty-store" / "mlflow.db")
             done.write_text(json.dumps({"stdout": out.stdout, "stderr": out.stderr}))
     printed = json.loads(done.read_text())
     return Built(shared / "prunelab", printed["stdout"], printed["stderr"])
-
-
-def _empty_store(db: Path) -> None:
-    """An MLflow SQLite store with its schema migrated and no experiment of prunelab's.
-
-    Its experiments are created by the stages that use it, where the copy is: an experiment
-    records its artifact folder as an absolute path, so a store with runs cannot be moved.
-    """
-    db.parent.mkdir(parents=True)
-    code = "import sys; from mlflow.tracking import MlflowClient; MlflowClient(sys.argv[1]).search_experiments()"
-    sh(db.parent, sys.executable, "-c", code, f"sqlite:///{db}")
 
 
 def copy_built(built: Built, dest: Path, params: dict[str, dict] | None = None) -> Path:
@@ -143,13 +136,11 @@ def copy_built(built: Built, dest: Path, params: dict[str, dict] | None = None) 
         return [n for n in names if (top and n == "mlruns") or (dvc_state and n == "tmp")]
 
     shutil.copytree(built.path, dest, ignore=ignore, symlinks=True)
-    (dest / "mlruns").mkdir()
-    shutil.copy(built.path.parent / "empty-store" / "mlflow.db", dest / "mlruns" / "mlflow.db")
+    # an empty store: an experiment records its artifact folder as an absolute path, so the
+    # build's store, with its runs, cannot move; the copy's stages create their own experiment
+    copy_migrated(dest / "mlruns" / "mlflow.db")
     if params:
-        values = yaml.safe_load((dest / "params.yaml").read_text())
-        for section, changes in params.items():
-            values[section].update(changes)
-        (dest / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+        set_params(dest, **params)
         sh(dest, "git", "commit", "-qm", "module params", "params.yaml")
     return dest
 

@@ -16,7 +16,6 @@ import contextlib
 import functools
 import http.server
 import shutil
-import socket
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -39,13 +38,6 @@ def copy_migrated(db: Path) -> Path:
     db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(_migrated(), db)
     return db
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound once by the kernel, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -1,9 +1,10 @@
 """Comparing runs: the experiment opens on its runs, datasets are inputs, one table across experiments."""
 
 import pytest
-from stores import closed_port, copy_migrated  # tests/ is on sys.path
+from stores import copy_migrated  # tests/ is on sys.path
 
 from prunelab import track
+from prunelab.cluster.postgres import free_port  # a port nothing listens on
 from prunelab.errors import PrunelabError
 from prunelab.track import compare
 
@@ -145,7 +146,7 @@ def test_unreachable_store_is_one_line_in_seconds(monkeypatch):
     monkeypatch.setattr(Retry, "sleep", lambda retry, response=None: backoffs.append(retry.get_backoff_time()))
     for name in track.store.START_HTTP:  # what prunelab sets, not what this shell may have set
         monkeypatch.delenv(name, raising=False)
-    port = closed_port()
+    port = free_port()
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     start = time.monotonic()
     with pytest.raises(track.TrackingError, match=rf"tracking server http://127.0.0.1:{port} is unreachable"):

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
-from project import copy_built, env, runs, sh, start_long_training
-from test_faults import free_port, one_line
+from project import copy_built, env, runs, set_params, sh, start_long_training
+from test_faults import one_line
 
+from prunelab.cluster.postgres import free_port
 from prunelab.parallel import launch
 
 pytestmark = pytest.mark.e2e
@@ -35,13 +35,6 @@ pytestmark = pytest.mark.e2e
 PRUNE = {"prune": {"sparsity": 0.9, "schedule": "polynomial", "initial_sparsity": 0.5, "steps": 4}}
 STAGE = ("stages/train_baseline.py", "--seed", "0")
 OUTPUTS = ("models/baseline/seed-0.pt", "models/finetuned.pt", "metrics/baseline/seed-0.json")
-
-
-def set_params(proj: Path, **sections: dict) -> None:
-    values = yaml.safe_load((proj / "params.yaml").read_text())
-    for section, changes in sections.items():
-        values[section].update(changes)
-    (proj / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
 
 
 def stage(proj: Path, name: str, *args: str, **extra_env: str) -> subprocess.CompletedProcess:

@@ -24,6 +24,8 @@ import torch
 import yaml
 from project import copy_built, runs, sh, start_long_training  # tests/ is on sys.path
 
+from prunelab.cluster.postgres import free_port  # a port nothing listens on
+
 # real stage processes, dvc and MLflow: the slow tier
 pytestmark = pytest.mark.e2e
 
@@ -69,12 +71,6 @@ def untouched(proj):
     yield
     assert snapshot(proj) == before
     assert [r["name"] for r in runs(proj) if r["status"] == "RUNNING"] == []
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again: nothing listens there
 
 
 def test_unreachable_tracking_server_fails_within_seconds(proj, untouched):

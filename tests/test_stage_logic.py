@@ -15,8 +15,7 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
-from project import copy_built, runs
+from project import copy_built, runs, set_params
 
 from prunelab.errors import ConfigError
 
@@ -38,13 +37,6 @@ def proj(built, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("PRUNELAB_TIMING", "quick")  # timings reach no exact output
     monkeypatch.setenv("TQDM_DISABLE", "1")
     return proj
-
-
-def set_params(proj: Path, **sections: dict) -> None:
-    values = yaml.safe_load((proj / "params.yaml").read_text())
-    for section, changes in sections.items():
-        values[section].update(changes)
-    (proj / "params.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
 
 
 def prune_finetune_evaluate() -> None:

@@ -7,9 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from stores import closed_port, copy_migrated  # tests/ is on sys.path
+from stores import copy_migrated  # tests/ is on sys.path
 
 from prunelab import paths, track
+from prunelab.cluster.postgres import free_port  # a port nothing listens on
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ def failure(monkeypatch, uri: str) -> str:
 
 
 def test_an_unreachable_server_is_one_line_naming_the_cause(new_root, monkeypatch):
-    uri = f"http://127.0.0.1:{closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"
     # refused at once, no backoff to sit through (how long prunelab's own patience is: test_compare)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     assert failure(monkeypatch, uri).startswith(
